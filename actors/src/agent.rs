@@ -1,0 +1,427 @@
+//! What a user implements: the [`Agent`] trait, and the [`Event`] it handles.
+//!
+//! An agent consumes one or more topics. Each event arrives decoded with its topic's codecs,
+//! together with the table shards of its partition and a way to send records to other topics.
+//! Events of one partition are handled one at a time, in offset order.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::LocalBoxFuture;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec::Codec;
+use crate::error::{Error, Result};
+use crate::record::{Header, Record};
+use crate::shard::TableSet;
+use crate::table::{Table, TableKey, TableSpec, TableValue, TableView};
+
+/// A stream processor, like Faust's `@app.agent(topic)`.
+///
+/// The value is shared by the actors of every partition, so it holds configuration and table
+/// handles, not mutable state: state lives in tables, where it is sharded, stored and committed
+/// with the offsets. Returning an error retries the event after a back-off; a panic restarts the
+/// agent's actor and retries the event. Either way the event's table writes are rolled back
+/// first, so nothing is applied twice and nothing is skipped.
+pub trait Agent: Send + Sync + 'static {
+    /// Type of record keys (decoded with the topic's key codec).
+    type Key: DeserializeOwned + 'static;
+    /// Type of record values (decoded with the topic's value codec).
+    type Value: DeserializeOwned + 'static;
+
+    /// The agent's name: metric label, log field, and later the prefix of its internal topics.
+    fn name(&self) -> &str;
+
+    /// The topics this agent consumes.
+    fn topics(&self) -> Vec<String>;
+
+    /// The tables this agent reads or writes; each is sharded like the agent's source topic.
+    fn tables(&self) -> Vec<TableSpec> {
+        Vec::new()
+    }
+
+    /// Handles one event.
+    ///
+    /// # Errors
+    /// Any error: the event's table writes are undone and the event is retried after a back-off.
+    fn handle(
+        &self,
+        event: &mut Event<'_, Self::Key, Self::Value>,
+    ) -> impl Future<Output = Result<(), AgentError>>;
+
+    /// Called when this node starts processing `partition` of `topic`.
+    fn on_assign(&self, _topic: &str, _partition: i32) {}
+
+    /// Called after `partition` of `topic` was committed and before it is released.
+    fn on_revoke(&self, _topic: &str, _partition: i32) {}
+}
+
+/// An error returned by an agent: any `std::error::Error`, or a message.
+pub struct AgentError(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+#[derive(Debug)]
+struct Message(String);
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Message {}
+
+impl AgentError {
+    /// An error that is just a message.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        AgentError(Box::new(Message(message.to_string())))
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for AgentError {
+    fn from(e: E) -> Self {
+        AgentError(Box::new(e))
+    }
+}
+
+impl fmt::Display for AgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for AgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// The key and value codecs of every topic the app knows; unknown topics get the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct TopicCodecs {
+    map: HashMap<String, (Codec, Codec)>,
+}
+
+impl TopicCodecs {
+    /// Sets the codecs of `topic`.
+    pub fn insert(&mut self, topic: &str, key: Codec, value: Codec) {
+        self.map.insert(topic.to_owned(), (key, value));
+    }
+
+    /// The (key, value) codecs of `topic`: JSON for both when the topic is not configured.
+    pub fn get(&self, topic: &str) -> (Codec, Codec) {
+        self.map
+            .get(topic)
+            .copied()
+            .unwrap_or((Codec::Json, Codec::Json))
+    }
+}
+
+/// Records an agent sends, and the deliveries the next commit must wait for.
+pub struct Outbox {
+    producer: Option<FutureProducer>,
+    codecs: Arc<TopicCodecs>,
+    pending: Vec<DeliveryFuture>,
+}
+
+/// How long a send waits for room in a full producer queue before failing.
+const QUEUE_FULL_WAIT: Duration = Duration::from_secs(30);
+
+impl Outbox {
+    /// An outbox sending through `producer` (`None`: sending is an error; for tests).
+    pub fn new(producer: Option<FutureProducer>, codecs: Arc<TopicCodecs>) -> Self {
+        Outbox {
+            producer,
+            codecs,
+            pending: Vec::new(),
+        }
+    }
+
+    pub(crate) fn codecs(&self) -> &TopicCodecs {
+        &self.codecs
+    }
+
+    /// Deliveries not yet confirmed; the commit cycle awaits them before committing offsets.
+    pub(crate) fn take_pending(&mut self) -> Vec<DeliveryFuture> {
+        std::mem::take(&mut self.pending)
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    async fn send_raw(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> Result<()> {
+        let Some(producer) = &self.producer else {
+            return Err(Error::ActorGone {
+                context: format!("sending to `{topic}`: this runtime has no producer"),
+            });
+        };
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+        for h in headers {
+            owned = owned.insert(KafkaHeader {
+                key: &h.key,
+                value: h.value.as_deref(),
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(owned);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        let started = tokio::time::Instant::now();
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    self.pending.push(delivery);
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if started.elapsed() < QUEUE_FULL_WAIT =>
+                {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(Error::kafka(format!("sending to `{topic}`"), e)),
+            }
+        }
+    }
+}
+
+/// One event as an agent sees it: the decoded key and value, where the record came from, the
+/// table shards of its partition, and sending to other topics.
+pub struct Event<'a, K, V> {
+    record: &'a Record,
+    key: Option<K>,
+    value: V,
+    tables: &'a mut TableSet,
+    outbox: &'a mut Outbox,
+}
+
+impl<K, V> Event<'_, K, V> {
+    /// The decoded key; `None` when the record had no key.
+    pub fn key(&self) -> Option<&K> {
+        self.key.as_ref()
+    }
+
+    /// The decoded value.
+    pub fn value(&self) -> &V {
+        &self.value
+    }
+
+    /// The topic the record came from.
+    pub fn topic(&self) -> &str {
+        &self.record.topic
+    }
+
+    /// The partition the record came from; also the partition of every table shard it sees.
+    pub fn partition(&self) -> i32 {
+        self.record.partition
+    }
+
+    /// The record's offset in its partition.
+    pub fn offset(&self) -> i64 {
+        self.record.offset
+    }
+
+    /// The record's timestamp in milliseconds since the epoch, if the broker gave one.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.record.timestamp
+    }
+
+    /// The record's headers.
+    pub fn headers(&self) -> &[Header] {
+        &self.record.headers
+    }
+
+    /// The whole raw record (bytes as they were on the topic).
+    pub fn record(&self) -> &Record {
+        self.record
+    }
+
+    /// This partition's shard of `table`.
+    ///
+    /// # Errors
+    /// The table is not declared by an agent of this topic, or is used with other types.
+    pub fn table<TK: TableKey, TV: TableValue>(
+        &mut self,
+        table: &Table<TK, TV>,
+    ) -> Result<TableView<'_, TK, TV>> {
+        self.tables.view(table)
+    }
+
+    /// Sends `key`/`value` to `topic`, encoded with that topic's codecs. The next commit waits
+    /// until the broker acknowledged it, so an event's output is never lost behind its offset.
+    ///
+    /// # Errors
+    /// The key or value does not encode, or the producer refused the record.
+    pub async fn send<SK: Serialize + ?Sized, SV: Serialize + ?Sized>(
+        &mut self,
+        topic: &str,
+        key: Option<&SK>,
+        value: &SV,
+    ) -> Result<()> {
+        let (kc, vc) = self.outbox.codecs().get(topic);
+        let key = key.map(|k| kc.encode("key", k)).transpose()?;
+        let value = vc.encode("value", value)?;
+        self.outbox
+            .send_raw(topic, None, key.as_deref(), Some(&value), &[])
+            .await
+    }
+
+    /// Sends raw bytes to `topic` (optionally to one `partition`), with headers.
+    ///
+    /// # Errors
+    /// The producer refused the record.
+    pub async fn send_raw(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> Result<()> {
+        self.outbox
+            .send_raw(topic, partition, key, value, headers)
+            .await
+    }
+}
+
+/// Why an event did not finish.
+pub(crate) enum Failure {
+    /// The record cannot become an event (bad bytes, null value): it is logged, counted and
+    /// skipped; retrying would fail the same way.
+    Invalid { reason: &'static str, error: Error },
+    /// The agent returned an error: retried.
+    Agent(AgentError),
+}
+
+/// An agent with its types erased, so that one runtime drives agents of any key/value types.
+pub(crate) trait ErasedAgent: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    fn topics(&self) -> Vec<String>;
+    fn tables(&self) -> Vec<TableSpec>;
+    fn handle<'a>(
+        &'a self,
+        record: &'a Record,
+        tables: &'a mut TableSet,
+        outbox: &'a mut Outbox,
+    ) -> LocalBoxFuture<'a, Result<(), Failure>>;
+    fn on_assign(&self, topic: &str, partition: i32);
+    fn on_revoke(&self, topic: &str, partition: i32);
+}
+
+struct Typed<A>(A);
+
+impl<A: Agent> ErasedAgent for Typed<A> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn topics(&self) -> Vec<String> {
+        self.0.topics()
+    }
+
+    fn tables(&self) -> Vec<TableSpec> {
+        self.0.tables()
+    }
+
+    fn handle<'a>(
+        &'a self,
+        record: &'a Record,
+        tables: &'a mut TableSet,
+        outbox: &'a mut Outbox,
+    ) -> LocalBoxFuture<'a, Result<(), Failure>> {
+        Box::pin(async move {
+            let (kc, vc) = outbox.codecs().get(&record.topic);
+            let key = match record.key.as_deref() {
+                Some(bytes) => Some(kc.decode::<A::Key>("key", bytes).map_err(|error| {
+                    Failure::Invalid {
+                        reason: "key",
+                        error,
+                    }
+                })?),
+                None => None,
+            };
+            let Some(raw) = record.value.as_deref() else {
+                return Err(Failure::Invalid {
+                    reason: "null_value",
+                    error: Error::MissingValue {
+                        topic: record.topic.to_string(),
+                        partition: record.partition,
+                        offset: record.offset,
+                    },
+                });
+            };
+            let value = vc
+                .decode::<A::Value>("value", raw)
+                .map_err(|error| Failure::Invalid {
+                    reason: "value",
+                    error,
+                })?;
+            let mut event = Event {
+                record,
+                key,
+                value,
+                tables,
+                outbox,
+            };
+            self.0.handle(&mut event).await.map_err(Failure::Agent)
+        })
+    }
+
+    fn on_assign(&self, topic: &str, partition: i32) {
+        self.0.on_assign(topic, partition);
+    }
+
+    fn on_revoke(&self, topic: &str, partition: i32) {
+        self.0.on_revoke(topic, partition);
+    }
+}
+
+/// A registered agent, types erased: what an app hands to the runtime.
+#[derive(Clone)]
+pub struct AgentRef(pub(crate) Arc<dyn ErasedAgent>);
+
+impl AgentRef {
+    /// Wraps an agent for the runtime.
+    pub fn new<A: Agent>(agent: A) -> Self {
+        AgentRef(Arc::new(Typed(agent)))
+    }
+
+    /// The agent's name.
+    pub fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    /// The topics it consumes.
+    pub fn topics(&self) -> Vec<String> {
+        self.0.topics()
+    }
+
+    /// The tables it declares.
+    pub fn tables(&self) -> Vec<TableSpec> {
+        self.0.tables()
+    }
+}
+
+impl fmt::Debug for AgentRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("AgentRef").field(&self.name()).finish()
+    }
+}

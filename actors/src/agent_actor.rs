@@ -1,0 +1,151 @@
+//! The agent actor: runs the user's agent over a batch of one partition's records.
+//!
+//! The partition actor lends it the partition's [`Work`] (table shards and outbox) with each
+//! batch; the agent actor hands it back with how far it got. Panics in user code are caught:
+//! the event's table writes are undone, the outcome goes back to the partition actor, and the
+//! actor stops so that its `Supervisor` restarts it (actix itself catches no panic: an uncaught
+//! one would kill the actor and lose the batch).
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures::FutureExt;
+
+use crate::agent::{ErasedAgent, Failure, Outbox};
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::record::Record;
+use crate::shard::TableSet;
+
+/// The agent actor's mailbox capacity: the partition actor has one batch in flight per agent,
+/// and awaits it, so the bound is never the limit; back-pressure comes from that await.
+pub(crate) const MAILBOX_CAPACITY: usize = 4;
+
+/// The state of one partition that events change, moved between actors with each batch.
+pub(crate) struct Work {
+    pub(crate) tables: TableSet,
+    pub(crate) outbox: Outbox,
+}
+
+/// Handle `records[start..]` with `work`.
+pub(crate) struct Process {
+    pub(crate) records: Arc<[Record]>,
+    pub(crate) start: usize,
+    pub(crate) work: Work,
+}
+
+/// Why the agent stopped before the end of the batch.
+pub(crate) enum Stopped {
+    /// The agent panicked on `records[next]`; the actor restarts.
+    Panicked(String),
+    /// The agent returned an error for `records[next]`.
+    Failed(String),
+}
+
+/// The batch's outcome; `work` always comes back.
+pub(crate) struct Processed {
+    pub(crate) work: Work,
+    /// Index of the first record not finished (`records.len()` when all were).
+    pub(crate) next: usize,
+    /// Records skipped because they could not be decoded: offset, reason, error.
+    pub(crate) invalid: Vec<(i64, &'static str, Error)>,
+    pub(crate) stopped: Option<Stopped>,
+}
+
+impl Message for Process {
+    type Result = Processed;
+}
+
+/// Runs one agent for one partition.
+pub(crate) struct AgentActor {
+    agent: Arc<dyn ErasedAgent>,
+    metrics: Metrics,
+}
+
+impl AgentActor {
+    pub(crate) fn new(agent: Arc<dyn ErasedAgent>, metrics: Metrics) -> Self {
+        AgentActor { agent, metrics }
+    }
+}
+
+impl Actor for AgentActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+impl Supervised for AgentActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.metrics
+            .agent_restarts_total
+            .with_label_values(&[self.agent.name()])
+            .inc();
+        tracing::warn!(agent = self.agent.name(), "agent actor restarted after a panic");
+    }
+}
+
+impl Handler<Process> for AgentActor {
+    type Result = AtomicResponse<Self, Processed>;
+
+    fn handle(&mut self, msg: Process, _ctx: &mut Self::Context) -> Self::Result {
+        let agent = self.agent.clone();
+        AtomicResponse::new(Box::pin(run_batch(agent, msg).into_actor(self).map(
+            |out, _act, ctx| {
+                if matches!(out.stopped, Some(Stopped::Panicked(_))) {
+                    ctx.stop();
+                }
+                out
+            },
+        )))
+    }
+}
+
+async fn run_batch(agent: Arc<dyn ErasedAgent>, msg: Process) -> Processed {
+    let Process {
+        records,
+        start,
+        mut work,
+    } = msg;
+    let mut invalid = Vec::new();
+    for (i, record) in records.iter().enumerate().skip(start) {
+        let call = agent.handle(record, &mut work.tables, &mut work.outbox);
+        let stopped = match AssertUnwindSafe(call).catch_unwind().await {
+            Ok(Ok(())) => {
+                work.tables.end_event();
+                continue;
+            }
+            Ok(Err(Failure::Invalid { reason, error })) => {
+                work.tables.rollback_event();
+                invalid.push((record.offset, reason, error));
+                continue;
+            }
+            Ok(Err(Failure::Agent(e))) => Stopped::Failed(e.to_string()),
+            Err(panic) => Stopped::Panicked(panic_message(panic.as_ref())),
+        };
+        work.tables.rollback_event();
+        return Processed {
+            work,
+            next: i,
+            invalid,
+            stopped: Some(stopped),
+        };
+    }
+    Processed {
+        work,
+        next: records.len(),
+        invalid,
+        stopped: None,
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
+}

@@ -1,0 +1,291 @@
+//! The node's one Kafka consumer: its rebalance callbacks and the thread that serves them.
+//!
+//! The consumer's main queue is polled by a dedicated OS thread ([`ConsumerThread`]), because
+//! librdkafka runs rebalance callbacks on the thread that polls, and our revoke callback must
+//! block until the revoked partitions are committed. Records themselves never pass through that
+//! thread: each partition's queue is split off before assignment and read by its partition actor.
+//!
+//! - Assign: for each partition, the start offset is the store's (the offset its tables reflect)
+//!   when it has one, else the group's committed offset; the queue is split, the partitions are
+//!   assigned, and the coordinator starts a partition actor for each.
+//! - Revoke: the coordinator commits and stops the partition actors (bounded wait); only then
+//!   does the callback return and librdkafka release the partitions.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, OnceLock, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::coordinator::{Assigned, Coordinator, Revoke};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::reader::PartitionReader;
+use crate::record::Record;
+use crate::store::Store;
+
+/// The consumer type of a node.
+pub(crate) type NodeConsumer = BaseConsumer<NodeContext>;
+
+/// Callbacks of the node's consumer.
+pub struct NodeContext {
+    store: Store,
+    metrics: Metrics,
+    revoke_timeout: Duration,
+    coordinator: OnceLock<Addr<Coordinator>>,
+    consumer: OnceLock<Weak<NodeConsumer>>,
+}
+
+impl ClientContext for NodeContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::error!(error = %error, reason, "Kafka client error");
+    }
+}
+
+/// One assigned partition, as plain data (no librdkafka list outlives the callback).
+struct Part {
+    topic: Arc<str>,
+    partition: i32,
+    start: Option<i64>,
+}
+
+impl NodeContext {
+    fn parts(tpl: &TopicPartitionList) -> Vec<Part> {
+        tpl.elements()
+            .iter()
+            .map(|e| Part {
+                topic: Arc::from(e.topic()),
+                partition: e.partition(),
+                start: None,
+            })
+            .collect()
+    }
+
+    fn on_assign(&self, consumer: &NodeConsumer, tpl: &mut TopicPartitionList) {
+        let mut parts = Self::parts(tpl);
+        for part in &mut parts {
+            match self.store.next_offset(&part.topic, part.partition) {
+                Ok(Some(offset)) => {
+                    part.start = Some(offset);
+                    if let Err(e) =
+                        tpl.set_partition_offset(&part.topic, part.partition, Offset::Offset(offset))
+                    {
+                        tracing::error!(topic = %part.topic, partition = part.partition, error = %e,
+                            "cannot set the start offset from the store");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(topic = %part.topic, partition = part.partition,
+                    error = %e, "cannot read the stored offset; starting from the group's commit"),
+            }
+        }
+        let Some(arc) = self.consumer.get().and_then(Weak::upgrade) else {
+            tracing::error!("assignment received while the consumer is shutting down");
+            return;
+        };
+        let mut assigned = Vec::new();
+        for part in parts {
+            match PartitionReader::split(&arc, part.topic.clone(), part.partition) {
+                Some(reader) => assigned.push((part.topic, part.partition, part.start, reader)),
+                None => tracing::error!(topic = %part.topic, partition = part.partition,
+                    "cannot split the partition queue; the partition will not be processed"),
+            }
+        }
+        let result = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
+            _ => consumer.assign(tpl),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "assign failed");
+        }
+        self.metrics.rebalances_total.with_label_values(&["assign"]).inc();
+        match self.coordinator.get() {
+            Some(c) => c.do_send(Assigned {
+                parts: assigned,
+                consumer: arc.clone(),
+            }),
+            None => tracing::error!("assignment received before the coordinator started"),
+        }
+        drop(arc);
+    }
+
+    fn on_revoke(&self, consumer: &NodeConsumer, tpl: &TopicPartitionList) {
+        let parts: Vec<(Arc<str>, i32)> = Self::parts(tpl)
+            .into_iter()
+            .map(|p| (p.topic, p.partition))
+            .collect();
+        self.metrics.rebalances_total.with_label_values(&["revoke"]).inc();
+        if let Some(c) = self.coordinator.get() {
+            let (done, wait) = mpsc::sync_channel(1);
+            let started = Instant::now();
+            c.do_send(Revoke {
+                parts: parts.clone(),
+                done,
+            });
+            match wait.recv_timeout(self.revoke_timeout) {
+                Ok(()) => tracing::info!(?parts, took = ?started.elapsed(),
+                    "revoked partitions committed and released"),
+                Err(mpsc::RecvTimeoutError::Timeout) => tracing::error!(?parts,
+                    timeout = ?self.revoke_timeout,
+                    "revoked partitions did not finish committing in time; releasing them \
+                     (their last commit stands, later events will be processed again)"),
+                // The coordinator is gone (node stopping): its partitions were already stopped.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {}
+            }
+        }
+        let result = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+            _ => consumer.unassign(),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "unassign failed");
+        }
+    }
+}
+
+impl ConsumerContext for NodeContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.on_assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.on_revoke(consumer, tpl),
+            other => {
+                tracing::error!(error = ?other, "rebalance error; dropping the assignment");
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!(error = %e, "unassign after a rebalance error failed");
+                }
+            }
+        }
+    }
+
+    fn main_queue_min_poll_interval(&self) -> rdkafka::util::Timeout {
+        rdkafka::util::Timeout::After(Duration::from_millis(100))
+    }
+}
+
+/// The thread that owns the consumer and polls its main queue.
+pub struct ConsumerThread {
+    stop: Arc<AtomicBool>,
+    finished: mpsc::Receiver<()>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl ConsumerThread {
+    /// Creates the consumer from `config`, subscribes to `topics`, and starts polling.
+    ///
+    /// # Errors
+    /// librdkafka rejected the configuration or the subscription.
+    pub fn start(
+        config: &ClientConfig,
+        topics: &[String],
+        store: Store,
+        metrics: Metrics,
+        revoke_timeout: Duration,
+        coordinator: Addr<Coordinator>,
+    ) -> Result<Self> {
+        let context = NodeContext {
+            store,
+            metrics: metrics.clone(),
+            revoke_timeout,
+            coordinator: OnceLock::new(),
+            consumer: OnceLock::new(),
+        };
+        let consumer: Arc<NodeConsumer> = Arc::new(
+            config
+                .create_with_context(context)
+                .map_err(|e| Error::kafka("creating the consumer", e))?,
+        );
+        let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
+        let _ = consumer.context().coordinator.set(coordinator.clone());
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(|e| Error::kafka(format!("subscribing to {topics:?}"), e))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (done, finished) = mpsc::channel();
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("faust-consumer".into())
+            .spawn(move || {
+                poll_loop(consumer, &flag, &coordinator, &metrics);
+                let _ = done.send(());
+            })
+            .map_err(|source| Error::Io {
+                action: "cannot start the consumer thread for",
+                path: "faust-consumer".into(),
+                source,
+            })?;
+        Ok(ConsumerThread {
+            stop,
+            finished,
+            handle: Some(handle),
+        })
+    }
+
+    /// Leaves the group and closes the consumer, waiting at most `timeout`. Call after the
+    /// partition actors have stopped (they hold the partition queues).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when the close did not finish in time (the thread is left behind).
+    pub fn close(mut self, timeout: Duration) -> Result<()> {
+        self.stop.store(true, Ordering::SeqCst);
+        match self.finished.recv_timeout(timeout) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                if let Some(h) = self.handle.take() {
+                    let _ = h.join();
+                }
+                Ok(())
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout {
+                context: "closing the Kafka consumer".into(),
+                after: timeout,
+            }),
+        }
+    }
+}
+
+fn poll_loop(
+    consumer: Arc<NodeConsumer>,
+    stop: &AtomicBool,
+    coordinator: &Addr<Coordinator>,
+    metrics: &Metrics,
+) {
+    metrics.consumer_up.set(1.0);
+    while !stop.load(Ordering::SeqCst) {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(msg)) => {
+                // Queues are split before assignment, so this is not expected; never drop it.
+                let topic: Arc<str> = Arc::from(rdkafka::Message::topic(&msg));
+                let record = Record::from_message(&topic, &msg);
+                tracing::warn!(%topic, partition = record.partition, offset = record.offset,
+                    "record arrived on the main queue; forwarding it to its partition");
+                coordinator.do_send(crate::coordinator::Stray(record));
+            }
+            Some(Err(e)) => tracing::error!(error = %e, "consumer error"),
+        }
+    }
+    // The partition readers hold the consumer too; it must be closed here, where the final
+    // rebalance can be served, so wait (bounded) until they are gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Arc::strong_count(&consumer) > 1 && Instant::now() < deadline {
+        let _ = consumer.poll(Duration::from_millis(20));
+    }
+    if Arc::strong_count(&consumer) > 1 {
+        tracing::error!("partition queues still open at shutdown; closing the consumer anyway");
+    }
+    metrics.consumer_up.set(0.0);
+    // Dropping the last handle closes the consumer queue and serves the final revoke.
+    drop(consumer);
+    tracing::info!("consumer closed");
+}

@@ -1,0 +1,296 @@
+//! The coordinator actor: the node's view of its group membership.
+//!
+//! It turns the consumer's rebalance callbacks into partition actors (started on the worker
+//! arbiters, round robin), stops them with a commit on revoke and at shutdown, watches that they
+//! stay alive (a partition actor that stops on its own is restarted from its last commit), and
+//! computes per-agent throughput every second. Membership itself is Kafka's consumer group:
+//! nothing here replaces it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::future::join_all;
+use rdkafka::producer::FutureProducer;
+
+use crate::agent::{AgentRef, Outbox, TopicCodecs};
+use crate::agent_actor::Work;
+use crate::consumer::{NodeConsumer, NodeContext};
+use crate::metrics::Metrics;
+use crate::partition::{Forward, PartitionActor, PartitionInit, PartitionSettings, Stop, WorkFactory};
+use crate::reader::PartitionReader;
+use crate::record::Record;
+use crate::shard::TableSet;
+use crate::store::Store;
+use crate::throughput::RateMeter;
+
+/// Partitions newly assigned to this node, with their queues already split.
+pub(crate) struct Assigned {
+    pub(crate) parts: Vec<(Arc<str>, i32, Option<i64>, PartitionReader<NodeContext>)>,
+    pub(crate) consumer: Arc<NodeConsumer>,
+}
+
+impl Message for Assigned {
+    type Result = ();
+}
+
+/// Partitions being revoked: commit and stop them, then signal `done`.
+pub(crate) struct Revoke {
+    pub(crate) parts: Vec<(Arc<str>, i32)>,
+    pub(crate) done: mpsc::SyncSender<()>,
+}
+
+impl Message for Revoke {
+    type Result = ();
+}
+
+/// A record that arrived on the consumer's main queue.
+pub(crate) struct Stray(pub(crate) Record);
+
+impl Message for Stray {
+    type Result = ();
+}
+
+/// Commit and stop every partition (node shutdown); later assignments are ignored.
+pub struct StopAll;
+
+impl Message for StopAll {
+    type Result = ();
+}
+
+/// What the coordinator needs to run partitions.
+pub struct CoordinatorInit {
+    /// Every registered agent.
+    pub agents: Vec<AgentRef>,
+    /// The node's store.
+    pub store: Store,
+    /// The node's metrics.
+    pub metrics: Metrics,
+    /// Producer for what agents send (`None`: agents cannot send).
+    pub producer: Option<FutureProducer>,
+    /// Codecs per topic.
+    pub codecs: Arc<TopicCodecs>,
+    /// Partition tuning.
+    pub settings: PartitionSettings,
+    /// Arbiters that run partition and agent actors.
+    pub workers: Vec<ArbiterHandle>,
+    /// Longest wait for partitions to commit and stop.
+    pub stop_timeout: Duration,
+}
+
+struct Running {
+    addr: Addr<PartitionActor>,
+    revoked: Arc<AtomicBool>,
+}
+
+/// The coordinator actor; see the module doc.
+pub struct Coordinator {
+    init: CoordinatorInit,
+    by_topic: HashMap<String, Vec<AgentRef>>,
+    next_worker: usize,
+    partitions: HashMap<(Arc<str>, i32), Running>,
+    consumer: Option<Arc<NodeConsumer>>,
+    stopping: bool,
+    meters: HashMap<String, RateMeter>,
+}
+
+impl Coordinator {
+    /// A coordinator for `init`'s agents.
+    pub fn new(init: CoordinatorInit) -> Self {
+        let mut by_topic: HashMap<String, Vec<AgentRef>> = HashMap::new();
+        for agent in &init.agents {
+            for topic in agent.topics() {
+                by_topic.entry(topic).or_default().push(agent.clone());
+            }
+        }
+        Coordinator {
+            init,
+            by_topic,
+            next_worker: 0,
+            partitions: HashMap::new(),
+            consumer: None,
+            stopping: false,
+            meters: HashMap::new(),
+        }
+    }
+
+    fn work_factory(&self, topic: &Arc<str>, partition: i32, agents: &[AgentRef]) -> WorkFactory {
+        let db = self.init.store.db().clone();
+        let path = self.init.store.path().clone();
+        let specs: Vec<_> = agents.iter().flat_map(AgentRef::tables).collect();
+        let producer = self.init.producer.clone();
+        let codecs = self.init.codecs.clone();
+        let cache = self.init.settings.cache_keys;
+        let topic = topic.clone();
+        Box::new(move || {
+            Ok(Work {
+                tables: TableSet::open(&db, path.clone(), topic.clone(), partition, specs.clone(), cache)?,
+                outbox: Outbox::new(producer.clone(), codecs.clone()),
+            })
+        })
+    }
+
+    fn start_partition(
+        &mut self,
+        topic: Arc<str>,
+        partition: i32,
+        start: Option<i64>,
+        reader: PartitionReader<NodeContext>,
+        consumer: Arc<NodeConsumer>,
+        seek_on_start: bool,
+    ) {
+        let Some(agents) = self.by_topic.get(&*topic).cloned() else {
+            tracing::error!(%topic, partition, "assigned a partition of a topic no agent consumes");
+            return;
+        };
+        let revoked = Arc::new(AtomicBool::new(false));
+        let init = PartitionInit {
+            make_work: self.work_factory(&topic, partition, &agents),
+            topic: topic.clone(),
+            partition,
+            agents,
+            reader,
+            consumer,
+            db: self.init.store.db().clone(),
+            start,
+            seek_on_start,
+            revoked: revoked.clone(),
+            settings: self.init.settings.clone(),
+            metrics: self.init.metrics.clone(),
+        };
+        let worker = &self.init.workers[self.next_worker % self.init.workers.len()];
+        self.next_worker += 1;
+        let addr = PartitionActor::start_in_arbiter(worker, move |_| PartitionActor::new(init));
+        if let Some(old) = self.partitions.insert((topic, partition), Running { addr, revoked }) {
+            old.revoked.store(true, Ordering::SeqCst);
+            old.addr.do_send(Stop);
+        }
+    }
+
+    fn stop_partitions(&mut self, keys: Vec<(Arc<str>, i32)>, ctx: &mut Context<Self>, done: impl FnOnce() + 'static) {
+        let stops: Vec<_> = keys
+            .iter()
+            .filter_map(|k| self.partitions.remove(k))
+            .map(|r| {
+                r.revoked.store(true, Ordering::SeqCst);
+                r.addr.send(Stop)
+            })
+            .collect();
+        let timeout = self.init.stop_timeout;
+        ctx.wait(
+            async move {
+                if tokio::time::timeout(timeout, join_all(stops)).await.is_err() {
+                    tracing::error!(?timeout, "partitions did not stop in time");
+                }
+            }
+            .into_actor(self)
+            .map(move |_, _, _| done()),
+        );
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        for agent in &self.init.agents {
+            let total = self.init.metrics.agent_events(agent.name());
+            let meter = self.meters.entry(agent.name().to_owned()).or_default();
+            if let Some(rate) = meter.observe(now, total) {
+                self.init
+                    .metrics
+                    .events_per_second
+                    .with_label_values(&[agent.name()])
+                    .set(rate);
+            }
+        }
+        if self.stopping {
+            return;
+        }
+        let dead: Vec<_> = self
+            .partitions
+            .iter()
+            .filter(|(_, r)| !r.addr.connected())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (topic, partition) in dead {
+            self.partitions.remove(&(topic.clone(), partition));
+            let Some(consumer) = self.consumer.clone() else { continue };
+            let start = self.init.store.next_offset(&topic, partition).ok().flatten();
+            tracing::error!(%topic, partition, ?start,
+                "partition actor stopped on its own; restarting it from its last commit");
+            match PartitionReader::split(&consumer, topic.clone(), partition) {
+                Some(reader) => self.start_partition(topic, partition, start, reader, consumer, true),
+                None => tracing::error!(%topic, partition, "cannot split the partition queue again"),
+            }
+        }
+    }
+}
+
+impl Actor for Coordinator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(Duration::from_secs(1), |act, _| act.tick());
+    }
+}
+
+impl Handler<Assigned> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Assigned, _ctx: &mut Self::Context) {
+        if self.stopping {
+            return;
+        }
+        self.consumer = Some(msg.consumer.clone());
+        for (topic, partition, start, reader) in msg.parts {
+            self.start_partition(topic, partition, start, reader, msg.consumer.clone(), false);
+        }
+    }
+}
+
+impl Handler<Revoke> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Revoke, ctx: &mut Self::Context) {
+        let done = msg.done;
+        self.stop_partitions(msg.parts, ctx, move || {
+            let _ = done.send(());
+        });
+    }
+}
+
+impl Handler<Stray> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Stray, _ctx: &mut Self::Context) {
+        let key = (msg.0.topic.clone(), msg.0.partition);
+        match self.partitions.get(&key) {
+            Some(r) => r.addr.do_send(Forward(msg.0)),
+            None => tracing::error!(topic = %key.0, partition = key.1, offset = msg.0.offset,
+                "record for a partition this node does not hold; not processed here"),
+        }
+    }
+}
+
+impl Handler<StopAll> for Coordinator {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _msg: StopAll, ctx: &mut Self::Context) -> Self::Result {
+        self.stopping = true;
+        let keys: Vec<_> = self.partitions.keys().cloned().collect();
+        let (tx, rx) = futures::channel::oneshot::channel();
+        self.stop_partitions(keys, ctx, move || {
+            let _ = tx.send(());
+        });
+        Box::pin(
+            async move {
+                let _ = rx.await;
+            }
+            .into_actor(self)
+            .map(|_, act, _| {
+                act.consumer = None;
+                act.tick();
+            }),
+        )
+    }
+}

@@ -1,0 +1,47 @@
+//! # faust-actors: the actix runtime of faust-rs
+//!
+//! Module map, following one event:
+//! - [`consumer`]: the node's one Kafka consumer, its rebalance callbacks, and the thread that
+//!   polls its main queue (rebalances only: records go straight to partitions).
+//! - `reader`: one partition's own queue, read asynchronously in batches.
+//! - [`coordinator`]: turns assign/revoke into partition actors, watches them, computes
+//!   throughput.
+//! - `partition`: the partition actor: reads its queue, hands batches in order to agent actors,
+//!   runs the commit cycle (outputs acknowledged -> store -> Kafka offset).
+//! - `agent_actor`: runs the user's agent over a batch, catching panics so that the supervisor
+//!   restarts it and no event is lost.
+//! - [`agent`]: the [`Agent`] trait users implement and the [`Event`] they handle.
+//! - [`table`] and `shard`: typed tables, sharded by partition, with a write cache and per-event
+//!   undo, stored in sled.
+//! - [`store`]: the node's sled database, stamped with its Kafka cluster id.
+//! - [`codec`]: JSON, MessagePack and string codecs for keys and values.
+//! - [`record`]: the owned record that crosses actors.
+//! - [`metrics`] and [`throughput`]: Prometheus metrics and the rate meter.
+//! - [`error`]: this crate's one error type.
+
+pub mod agent;
+mod agent_actor;
+pub mod codec;
+pub mod consumer;
+pub mod coordinator;
+pub mod error;
+pub mod metrics;
+mod partition;
+mod reader;
+pub mod record;
+mod shard;
+pub mod store;
+pub mod table;
+pub mod throughput;
+
+pub use agent::{Agent, AgentError, AgentRef, Event, Outbox, TopicCodecs};
+pub use codec::Codec;
+pub use consumer::ConsumerThread;
+pub use coordinator::{Coordinator, CoordinatorInit, StopAll};
+pub use error::{Error, Result};
+pub use metrics::Metrics;
+pub use partition::PartitionSettings;
+pub use record::{Header, Record};
+pub use shard::TableSet;
+pub use store::{OnClusterMismatch, Store};
+pub use table::{Table, TableSpec, TableView};

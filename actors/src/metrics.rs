@@ -1,0 +1,195 @@
+//! The node's Prometheus metrics: one registry, created by the node and shared (cheaply, all
+//! counters are atomics) with every actor. Names follow `faust_<thing>_<unit>`; label sets are
+//! bounded by agents, topics, partitions and tables.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::error::{Error, Result};
+
+/// Every metric the runtime exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Events handed to an agent and finished (processed, or skipped as invalid).
+    pub events_total: IntCounterVec,
+    /// Events per second per agent over the last interval, computed by the coordinator.
+    pub events_per_second: GaugeVec,
+    /// Offset commits that reached Kafka.
+    pub commits_total: IntCounter,
+    /// Commits that failed (store write or Kafka commit); retried at the next interval.
+    pub commit_failures_total: IntCounter,
+    /// Partitions this node holds, by role (`active`; `standby` comes with changelogs).
+    pub assigned_partitions: IntGaugeVec,
+    /// Keys per table over the partitions this node holds, as of the last commit.
+    pub table_keys: IntGaugeVec,
+    /// Agent actors restarted after a panic.
+    pub agent_restarts_total: IntCounterVec,
+    /// Agent calls that returned an error (the event is retried).
+    pub agent_errors_total: IntCounterVec,
+    /// Events handed to an agent's actors and not yet finished.
+    pub mailbox_depth: IntGaugeVec,
+    /// Records an agent could not decode, by reason; logged with their offset and skipped.
+    pub invalid_records_total: IntCounterVec,
+    /// Rebalance events by kind (`assign`, `revoke`).
+    pub rebalances_total: IntCounterVec,
+    /// 1 while the consumer is connected and serving its group, else 0.
+    pub consumer_up: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric in a fresh registry.
+    ///
+    /// # Errors
+    /// [`Error::Metrics`] on a name clash (a bug).
+    pub fn new() -> Result<Self> {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| {
+            registry
+                .register(c)
+                .map_err(|source| Error::Metrics { source })
+        };
+        macro_rules! vec_metric {
+            ($kind:ty, $name:expr, $help:expr, $labels:expr) => {{
+                let m = <$kind>::new(Opts::new($name, $help), $labels)
+                    .map_err(|source| Error::Metrics { source })?;
+                reg(Box::new(m.clone()))?;
+                m
+            }};
+        }
+        let commits_total = IntCounter::new("faust_commits_total", "Offset commits sent to Kafka")
+            .map_err(|source| Error::Metrics { source })?;
+        reg(Box::new(commits_total.clone()))?;
+        let commit_failures_total = IntCounter::new(
+            "faust_commit_failures_total",
+            "Commit cycles that failed and will be retried",
+        )
+        .map_err(|source| Error::Metrics { source })?;
+        reg(Box::new(commit_failures_total.clone()))?;
+        let consumer_up = Gauge::new("faust_consumer_up", "1 while the consumer serves its group")
+            .map_err(|source| Error::Metrics { source })?;
+        reg(Box::new(consumer_up.clone()))?;
+        Ok(Metrics {
+            events_total: vec_metric!(
+                IntCounterVec,
+                "faust_events_total",
+                "Events finished by an agent",
+                &["agent", "topic", "partition"]
+            ),
+            events_per_second: vec_metric!(
+                GaugeVec,
+                "faust_events_per_second",
+                "Events per second per agent over the last interval",
+                &["agent"]
+            ),
+            commits_total,
+            commit_failures_total,
+            assigned_partitions: vec_metric!(
+                IntGaugeVec,
+                "faust_assigned_partitions",
+                "Partitions held by this node, by role",
+                &["role"]
+            ),
+            table_keys: vec_metric!(
+                IntGaugeVec,
+                "faust_table_keys",
+                "Keys per table in the partitions this node holds",
+                &["table"]
+            ),
+            agent_restarts_total: vec_metric!(
+                IntCounterVec,
+                "faust_agent_restarts_total",
+                "Agent actors restarted after a panic",
+                &["agent"]
+            ),
+            agent_errors_total: vec_metric!(
+                IntCounterVec,
+                "faust_agent_errors_total",
+                "Agent calls that returned an error",
+                &["agent"]
+            ),
+            mailbox_depth: vec_metric!(
+                IntGaugeVec,
+                "faust_mailbox_depth",
+                "Events handed to an agent and not yet finished",
+                &["agent"]
+            ),
+            invalid_records_total: vec_metric!(
+                IntCounterVec,
+                "faust_invalid_records_total",
+                "Records that could not be decoded, by reason",
+                &["agent", "reason"]
+            ),
+            rebalances_total: vec_metric!(
+                IntCounterVec,
+                "faust_rebalances_total",
+                "Rebalance events by kind",
+                &["kind"]
+            ),
+            consumer_up,
+            registry,
+        })
+    }
+
+    /// The registry, for callers that add metrics of their own.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding to a Vec cannot fail for well-formed metrics; an error leaves a partial page.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Total events finished by `agent` over all its partitions.
+    pub fn agent_events(&self, agent: &str) -> u64 {
+        self.sum_counter("faust_events_total", |labels| {
+            labels.iter().any(|l| l.name() == "agent" && l.value() == agent)
+        })
+    }
+
+    /// Total events finished by every agent.
+    pub fn all_events(&self) -> u64 {
+        self.sum_counter("faust_events_total", |_| true)
+    }
+
+    fn sum_counter(&self, name: &str, keep: impl Fn(&[prometheus::proto::LabelPair]) -> bool) -> u64 {
+        self.registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric().iter())
+            .filter(|m| keep(m.get_label()))
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_sum_per_agent_and_render_as_prometheus_text() {
+        let m = Metrics::new().unwrap();
+        m.events_total.with_label_values(&["a", "t", "0"]).inc_by(3);
+        m.events_total.with_label_values(&["a", "t", "1"]).inc_by(4);
+        m.events_total.with_label_values(&["b", "t", "0"]).inc_by(5);
+        assert_eq!(m.agent_events("a"), 7);
+        assert_eq!(m.all_events(), 12);
+        let text = m.encode();
+        assert!(text.contains("faust_events_total{agent=\"a\",partition=\"1\",topic=\"t\"} 4"), "{text}");
+    }
+}

@@ -1,0 +1,511 @@
+//! The partition actor: one per assigned source partition, on a worker arbiter.
+//!
+//! It reads its partition's queue in batches, hands each batch in order to the agent actors of
+//! the topic (one batch in flight, awaited: that await is the back-pressure that leaves unread
+//! records in librdkafka's bounded queue), and runs the commit cycle:
+//!
+//! 1. no batch in flight (both run under `ctx.wait`, so they never interleave);
+//! 2. wait until every record the agents sent is acknowledged;
+//! 3. write the dirty table entries, the key counts and the next source offset to sled in one
+//!    atomic batch, and flush it;
+//! 4. commit the source offset to Kafka.
+//!
+//! An offset is therefore committed only after every effect of the events before it is
+//! durable. If a batch's state is lost (an agent actor vanished with it) or an output was not
+//! delivered, the partition rewinds: uncommitted table writes are dropped and the consumer seeks
+//! back to the last commit, so those events are processed again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use prometheus::{IntCounter, IntGauge};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::agent::AgentRef;
+use crate::agent_actor::{AgentActor, Process, Processed, Stopped, Work};
+use crate::consumer::{NodeConsumer, NodeContext};
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::reader::PartitionReader;
+use crate::record::Record;
+
+/// Tuning of partition actors, from the node's config.
+#[derive(Debug, Clone)]
+pub struct PartitionSettings {
+    /// How often the commit cycle runs.
+    pub commit_interval: Duration,
+    /// Most records handed to an agent at once.
+    pub max_batch: usize,
+    /// First back-off after an agent error or panic; doubles per retry of the same event.
+    pub retry_backoff: Duration,
+    /// Longest back-off between retries of one event.
+    pub retry_backoff_max: Duration,
+    /// Clean cache entries kept per table and partition after a commit.
+    pub cache_keys: usize,
+}
+
+/// One agent of the partition: its actor and the metrics of its events.
+#[derive(Clone)]
+struct AgentSlot {
+    agent: AgentRef,
+    addr: Addr<AgentActor>,
+    events: IntCounter,
+    depth: IntGauge,
+}
+
+/// Commit, stop the agents and stop: sent on revoke and at shutdown.
+pub(crate) struct Stop;
+
+impl Message for Stop {
+    type Result = ();
+}
+
+/// A record that reached the consumer's main queue instead of the partition's own queue.
+pub(crate) struct Forward(pub(crate) Record);
+
+impl Message for Forward {
+    type Result = ();
+}
+
+enum BatchOutcome {
+    Done(Work, i64),
+    /// An event kept failing while the partition was being revoked.
+    Interrupted(Work),
+    /// The agent actor stopped with the work: the batch's state is gone.
+    Lost,
+}
+
+/// Owns one partition: its reader, its table shards, its offsets.
+pub(crate) struct PartitionActor {
+    topic: Arc<str>,
+    partition: i32,
+    agents: Vec<AgentRef>,
+    slots: Vec<AgentSlot>,
+    reader: Arc<PartitionReader<NodeContext>>,
+    consumer: Arc<NodeConsumer>,
+    db: sled::Db,
+    work: Option<Work>,
+    /// Reopens the partition's state from the store when a batch took it down with it.
+    make_work: WorkFactory,
+    /// The next offset whose effects are committed (store and Kafka), if known.
+    committed: Option<i64>,
+    /// The next offset after the last finished event.
+    next: Option<i64>,
+    /// Offset of the first record seen: where a rewind goes when nothing was committed yet.
+    first_seen: Option<i64>,
+    revoked: Arc<AtomicBool>,
+    seek_on_start: bool,
+    /// Counted in the assigned-partitions gauge (set once started successfully).
+    counted: bool,
+    settings: PartitionSettings,
+    metrics: Metrics,
+}
+
+/// Opens a partition's tables and outbox (at start, and after a lost batch).
+pub(crate) type WorkFactory = Box<dyn Fn() -> Result<Work, Error> + Send>;
+
+/// Everything needed to start a partition actor.
+pub(crate) struct PartitionInit {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) agents: Vec<AgentRef>,
+    pub(crate) reader: PartitionReader<NodeContext>,
+    pub(crate) consumer: Arc<NodeConsumer>,
+    pub(crate) db: sled::Db,
+    pub(crate) make_work: WorkFactory,
+    pub(crate) start: Option<i64>,
+    /// Seek back to `start` first (a restart after the previous actor died mid-batch).
+    pub(crate) seek_on_start: bool,
+    pub(crate) revoked: Arc<AtomicBool>,
+    pub(crate) settings: PartitionSettings,
+    pub(crate) metrics: Metrics,
+}
+
+impl PartitionActor {
+    pub(crate) fn new(init: PartitionInit) -> Self {
+        PartitionActor {
+            topic: init.topic,
+            partition: init.partition,
+            agents: init.agents,
+            slots: Vec::new(),
+            reader: Arc::new(init.reader),
+            consumer: init.consumer,
+            db: init.db,
+            work: None,
+            make_work: init.make_work,
+            committed: init.start,
+            next: init.start,
+            first_seen: None,
+            revoked: init.revoked,
+            seek_on_start: init.seek_on_start,
+            counted: false,
+            settings: init.settings,
+            metrics: init.metrics,
+        }
+    }
+
+    fn needs_commit(&self) -> bool {
+        self.work.as_ref().is_some_and(|w| {
+            self.next != self.committed || w.tables.is_dirty() || w.outbox.has_pending()
+        })
+    }
+
+    fn process(&mut self, batch: Vec<Record>) -> ResponseActFuture<Self, ()> {
+        let Some(work) = self.work.take() else {
+            tracing::error!(topic = %self.topic, partition = self.partition,
+                "batch arrived while the partition state was away; rewinding");
+            return Box::pin(fut::ready(()).map(|_, act: &mut Self, ctx| act.rewind(ctx)));
+        };
+        if self.first_seen.is_none() {
+            self.first_seen = batch.first().map(|r| r.offset);
+        }
+        let last = batch.last().map_or(-1, |r| r.offset);
+        let records: Arc<[Record]> = batch.into();
+        let slots = self.slots.clone();
+        let revoked = self.revoked.clone();
+        let settings = self.settings.clone();
+        let metrics = self.metrics.clone();
+        let (topic, partition) = (self.topic.clone(), self.partition);
+        let run = async move {
+            let mut work = work;
+            for slot in slots {
+                let mut start = 0;
+                let mut attempt = 0u32;
+                loop {
+                    let pending = (records.len() - start) as i64;
+                    slot.depth.add(pending);
+                    let reply = slot
+                        .addr
+                        .send(Process {
+                            records: records.clone(),
+                            start,
+                            work,
+                        })
+                        .await;
+                    slot.depth.sub(pending);
+                    let Ok(Processed {
+                        work: back,
+                        next,
+                        invalid,
+                        stopped,
+                    }) = reply
+                    else {
+                        return BatchOutcome::Lost;
+                    };
+                    work = back;
+                    slot.events.inc_by((next - start) as u64);
+                    let name = slot.agent.name();
+                    for (offset, reason, error) in invalid {
+                        metrics
+                            .invalid_records_total
+                            .with_label_values(&[name, reason])
+                            .inc();
+                        tracing::error!(agent = name, %topic, partition, offset, %error,
+                            "invalid record skipped");
+                    }
+                    let Some(stopped) = stopped else { break };
+                    let offset = records[next].offset;
+                    attempt += 1;
+                    let backoff = settings
+                        .retry_backoff
+                        .saturating_mul(1 << attempt.min(16))
+                        .min(settings.retry_backoff_max);
+                    match stopped {
+                        Stopped::Panicked(msg) => tracing::error!(agent = name, %topic,
+                            partition, offset, panic = %msg, attempt, ?backoff,
+                            "agent panicked; restarting it and retrying the event"),
+                        Stopped::Failed(msg) => {
+                            metrics.agent_errors_total.with_label_values(&[name]).inc();
+                            tracing::error!(agent = name, %topic, partition, offset,
+                                error = %msg, attempt, ?backoff,
+                                "agent failed; retrying the event")
+                        }
+                    }
+                    if revoked.load(Ordering::SeqCst) {
+                        return BatchOutcome::Interrupted(work);
+                    }
+                    start = next;
+                    actix::clock::sleep(backoff).await;
+                }
+            }
+            BatchOutcome::Done(work, last + 1)
+        };
+        Box::pin(run.into_actor(self).map(|outcome, act, ctx| match outcome {
+            BatchOutcome::Done(work, next) => {
+                act.work = Some(work);
+                act.next = Some(next);
+            }
+            BatchOutcome::Interrupted(mut work) => {
+                tracing::warn!(topic = %act.topic, partition = act.partition,
+                    "revoked while an event kept failing: dropping uncommitted work; the next \
+                     owner resumes from the last commit");
+                work.tables.discard();
+                act.work = Some(work);
+                act.next = act.committed;
+            }
+            BatchOutcome::Lost => act.rewind(ctx),
+        }))
+    }
+
+    /// Drops uncommitted state and seeks back to the last commit.
+    fn rewind(&mut self, ctx: &mut Context<Self>) {
+        match &mut self.work {
+            Some(work) => {
+                work.tables.discard();
+                let _ = work.outbox.take_pending();
+            }
+            None => match (self.make_work)() {
+                Ok(work) => self.work = Some(work),
+                Err(e) => {
+                    tracing::error!(topic = %self.topic, partition = self.partition, error = %e,
+                        "cannot reopen the partition's tables; stopping the partition");
+                    ctx.stop();
+                    return;
+                }
+            },
+        }
+        self.next = self.committed;
+        let Some(target) = self.committed.or(self.first_seen) else {
+            return;
+        };
+        tracing::warn!(topic = %self.topic, partition = self.partition, offset = target,
+            "rewinding to the last commit");
+        let consumer = self.consumer.clone();
+        let (topic, partition) = (self.topic.clone(), self.partition);
+        let seek = actix::spawn(async move {
+            tokio::task::spawn_blocking(move || {
+                consumer.seek(&topic, partition, Offset::Offset(target), Duration::from_secs(10))
+            })
+            .await
+        });
+        ctx.wait(seek.into_actor(self).map(|res, act, ctx| {
+            if !matches!(res, Ok(Ok(Ok(())))) {
+                tracing::error!(topic = %act.topic, partition = act.partition, result = ?res,
+                    "seek back to the last commit failed; stopping the partition");
+                ctx.stop();
+            }
+        }));
+    }
+
+    /// The commit cycle (see the module doc). Resolves to whether everything was committed.
+    fn commit(&mut self) -> ResponseActFuture<Self, bool> {
+        if !self.needs_commit() {
+            return Box::pin(fut::ready(true));
+        }
+        let Some(mut work) = self.work.take() else {
+            return Box::pin(fut::ready(false));
+        };
+        let deliveries = work.outbox.take_pending();
+        let staged = match work.tables.stage(self.next) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(topic = %self.topic, partition = self.partition, error = %e,
+                    "cannot encode table entries for the store; not committing");
+                self.work = Some(work);
+                return Box::pin(fut::ready(false));
+            }
+        };
+        let (batch, counts) = (staged.batch, staged.counts);
+        let tree = work.tables.tree().clone();
+        let db = self.db.clone();
+        let consumer = self.consumer.clone();
+        let (topic, partition, next) = (self.topic.clone(), self.partition, self.next);
+        let revoked = self.revoked.clone();
+        let backoff_max = self.settings.retry_backoff_max;
+        let run = async move {
+            for delivery in deliveries {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => return Err(Step::Delivery(e.to_string())),
+                    Err(_) => return Err(Step::Delivery("producer dropped the record".into())),
+                }
+            }
+            let mut wait = Duration::from_millis(100);
+            loop {
+                let (tree, db, batch) = (tree.clone(), db.clone(), batch.clone());
+                let written = tokio::task::spawn_blocking(move || {
+                    tree.apply_batch(batch)?;
+                    db.flush().map(|_| ())
+                })
+                .await;
+                match written {
+                    Ok(Ok(())) => break,
+                    Ok(Err(e)) if !revoked.load(Ordering::SeqCst) => {
+                        tracing::error!(%topic, partition, error = %e, retry_in = ?wait,
+                            "cannot write the table shard to the store; processing of this \
+                             partition waits until it can")
+                    }
+                    other => return Err(Step::Store(format!("{other:?}"))),
+                }
+                actix::clock::sleep(wait).await;
+                wait = (wait * 2).min(backoff_max);
+            }
+            let Some(next) = next else { return Ok(()) };
+            tokio::task::spawn_blocking(move || {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&topic, partition, Offset::Offset(next))?;
+                consumer.commit(&tpl, CommitMode::Sync)
+            })
+            .await
+            .map_err(|e| Step::Kafka(e.to_string()))?
+            .map_err(|e| Step::Kafka(e.to_string()))
+        };
+        Box::pin(run.into_actor(self).map(move |res, act, ctx| {
+            let stored = !matches!(res, Err(Step::Delivery(_)) | Err(Step::Store(_)));
+            if stored {
+                work.tables.committed(&counts);
+                for (table, _, delta) in &counts {
+                    act.metrics.table_keys.with_label_values(&[table]).add(*delta);
+                }
+            }
+            act.work = Some(work);
+            match res {
+                Ok(()) => {
+                    act.committed = act.next;
+                    act.metrics.commits_total.inc();
+                    true
+                }
+                Err(step) => {
+                    act.metrics.commit_failures_total.inc();
+                    tracing::error!(topic = %act.topic, partition = act.partition, error = %step,
+                        "commit failed");
+                    if matches!(step, Step::Delivery(_)) {
+                        act.rewind(ctx);
+                    }
+                    false
+                }
+            }
+        }))
+    }
+}
+
+/// The step of the commit cycle that failed, with its cause.
+#[derive(Debug)]
+enum Step {
+    Delivery(String),
+    Store(String),
+    Kafka(String),
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Delivery(e) => write!(f, "an output record was not delivered: {e}"),
+            Step::Store(e) => write!(f, "the store write failed: {e}"),
+            Step::Kafka(e) => write!(f, "the Kafka offset commit failed (retried next interval): {e}"),
+        }
+    }
+}
+
+impl Actor for PartitionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        match (self.make_work)() {
+            Ok(work) => self.work = Some(work),
+            Err(e) => {
+                tracing::error!(topic = %self.topic, partition = self.partition, error = %e,
+                    "cannot open the partition's tables; the partition is not processed");
+                ctx.stop();
+                return;
+            }
+        }
+        let label = self.partition.to_string();
+        self.slots = self
+            .agents
+            .iter()
+            .map(|agent| {
+                let erased = agent.0.clone();
+                let metrics = self.metrics.clone();
+                let addr = Supervisor::start(move |_| AgentActor::new(erased, metrics));
+                agent.0.on_assign(&self.topic, self.partition);
+                AgentSlot {
+                    agent: agent.clone(),
+                    addr,
+                    events: self.metrics.events_total.with_label_values(&[
+                        agent.name(),
+                        &self.topic,
+                        &label,
+                    ]),
+                    depth: self.metrics.mailbox_depth.with_label_values(&[agent.name()]),
+                }
+            })
+            .collect();
+        if let Some(work) = &self.work {
+            for (table, n) in work.tables.key_counts() {
+                self.metrics.table_keys.with_label_values(&[table]).add(n as i64);
+            }
+        }
+        self.metrics.assigned_partitions.with_label_values(&["active"]).inc();
+        self.counted = true;
+        if self.seek_on_start {
+            self.rewind(ctx);
+        }
+        let reader = self.reader.clone();
+        let max = self.settings.max_batch;
+        ctx.add_stream(futures::stream::unfold(reader, move |r: Arc<PartitionReader<NodeContext>>| async move {
+            let batch = r.next_batch(max).await;
+            Some((batch, r))
+        }));
+        ctx.run_interval(self.settings.commit_interval, |act, ctx| {
+            if act.needs_commit() {
+                ctx.wait(act.commit().map(|_, _, _| ()));
+            }
+        });
+        tracing::info!(topic = %self.topic, partition = self.partition, start = ?self.committed,
+            "partition started");
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if !self.counted {
+            return;
+        }
+        if let Some(work) = &self.work {
+            for (table, n) in work.tables.key_counts() {
+                self.metrics.table_keys.with_label_values(&[table]).sub(n as i64);
+            }
+        }
+        self.metrics.assigned_partitions.with_label_values(&["active"]).dec();
+        tracing::info!(topic = %self.topic, partition = self.partition,
+            committed = ?self.committed, "partition stopped");
+    }
+}
+
+impl StreamHandler<Vec<Record>> for PartitionActor {
+    fn handle(&mut self, batch: Vec<Record>, ctx: &mut Self::Context) {
+        ctx.wait(self.process(batch));
+    }
+
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
+}
+
+impl Handler<Forward> for PartitionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forward, ctx: &mut Self::Context) {
+        if self.next.is_none_or(|n| msg.0.offset >= n) {
+            ctx.wait(self.process(vec![msg.0]));
+        }
+    }
+}
+
+impl Handler<Stop> for PartitionActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _msg: Stop, _ctx: &mut Self::Context) -> Self::Result {
+        AtomicResponse::new(Box::pin(self.commit().map(|ok, act, ctx| {
+            if !ok {
+                tracing::warn!(topic = %act.topic, partition = act.partition,
+                    "final commit failed; the next owner resumes from the last commit");
+            }
+            for slot in &act.slots {
+                slot.agent.0.on_revoke(&act.topic, act.partition);
+            }
+            act.slots.clear();
+            ctx.stop();
+        })))
+    }
+}

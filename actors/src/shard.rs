@@ -1,0 +1,449 @@
+//! Table shards: the part of each table that belongs to one partition, cached in memory and
+//! stored in one sled tree per source partition.
+//!
+//! Layout of a partition's tree (`partition/<topic>/<partition>`):
+//! - `d/<table>\0<key bytes>` -> value bytes, encoded with the table's codecs;
+//! - `m/offset` -> the next source offset to read, written in the same batch as the data, so the
+//!   store always says which events its tables already contain;
+//! - `m/count/<table>` -> number of keys of that table in this partition.
+//!
+//! Writes go to a cache (one entry per key, marked dirty). An event's writes are remembered in an
+//! undo log until the event ends, so a failing or panicking event leaves no trace. The commit
+//! cycle stages every dirty entry into one `sled::Batch` with the offset and the counts, applies
+//! it atomically, then marks the entries clean.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::table::{Table, TableKey, TableSpec, TableValue, TableView};
+
+/// Key of the next source offset in a partition tree.
+pub(crate) const OFFSET_KEY: &[u8] = b"m/offset";
+
+/// Name of the sled tree holding partition `partition` of `topic`.
+pub(crate) fn tree_name(topic: &str, partition: i32) -> String {
+    format!("partition/{topic}/{partition}")
+}
+
+fn count_key(table: &str) -> Vec<u8> {
+    [b"m/count/".as_slice(), table.as_bytes()].concat()
+}
+
+pub(crate) fn data_prefix(table: &str) -> Vec<u8> {
+    [b"d/".as_slice(), table.as_bytes(), b"\0"].concat()
+}
+
+/// Reads the next source offset recorded in a partition tree.
+pub(crate) fn stored_offset(tree: &sled::Tree, path: &Path) -> Result<Option<i64>> {
+    let raw = tree.get(OFFSET_KEY).map_err(|e| Error::store(path, e))?;
+    Ok(raw.and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok().map(i64::from_be_bytes)))
+}
+
+#[derive(Clone)]
+struct Entry<V> {
+    value: Option<V>,
+    /// Changed since the last commit.
+    dirty: bool,
+    /// The key exists in the store (as of the last commit): keeps key counts exact.
+    stored: bool,
+}
+
+/// One table's shard for one partition, typed.
+pub struct Shard<K, V> {
+    spec: TableSpec,
+    tree: sled::Tree,
+    path: Arc<Path>,
+    prefix: Vec<u8>,
+    cache: HashMap<K, Entry<V>>,
+    /// Previous entries of the keys the current event changed (`None`: was not cached).
+    undo: Vec<(K, Option<Entry<V>>)>,
+}
+
+impl<K: TableKey, V: TableValue> Shard<K, V> {
+    fn new(spec: TableSpec, tree: sled::Tree, path: Arc<Path>) -> Self {
+        Shard {
+            prefix: data_prefix(&spec.name),
+            spec,
+            tree,
+            path,
+            cache: HashMap::new(),
+            undo: Vec::new(),
+        }
+    }
+
+    fn store_key(&self, key: &K) -> Result<Vec<u8>> {
+        let mut k = self.prefix.clone();
+        k.extend(self.spec.key_codec.encode("table key", key)?);
+        Ok(k)
+    }
+
+    fn load(&mut self, key: &K) -> Result<&mut Entry<V>> {
+        if !self.cache.contains_key(key) {
+            let raw = self
+                .tree
+                .get(self.store_key(key)?)
+                .map_err(|e| Error::store(&self.path, e))?;
+            let value = match raw {
+                Some(bytes) => Some(self.spec.value_codec.decode("table value", &bytes)?),
+                None => None,
+            };
+            let entry = Entry {
+                stored: value.is_some(),
+                value,
+                dirty: false,
+            };
+            self.cache.insert(key.clone(), entry);
+        }
+        self.cache.get_mut(key).ok_or_else(|| Error::ActorGone {
+            context: "reading the table cache".into(),
+        })
+    }
+
+    pub(crate) fn get(&mut self, key: &K) -> Result<Option<V>> {
+        Ok(self.load(key)?.value.clone())
+    }
+
+    pub(crate) fn put(&mut self, key: K, value: Option<V>) -> Result<()> {
+        let before = self.load(&key)?.clone();
+        if !self.undo.iter().any(|(k, _)| *k == key) {
+            self.undo.push((key.clone(), Some(before)));
+        }
+        let entry = self.load(&key)?;
+        entry.value = value;
+        entry.dirty = true;
+        Ok(())
+    }
+
+    pub(crate) fn items(&mut self) -> Result<Vec<(K, V)>> {
+        let mut all: HashMap<K, V> = HashMap::new();
+        for item in self.tree.scan_prefix(&self.prefix) {
+            let (k, v) = item.map_err(|e| Error::store(&self.path, e))?;
+            let key = self
+                .spec
+                .key_codec
+                .decode("table key", &k[self.prefix.len()..])?;
+            all.insert(key, self.spec.value_codec.decode("table value", &v)?);
+        }
+        for (k, e) in &self.cache {
+            match &e.value {
+                Some(v) => all.insert(k.clone(), v.clone()),
+                None => all.remove(k),
+            };
+        }
+        Ok(all.into_iter().collect())
+    }
+}
+
+/// What the partition actor does with a shard without knowing its types.
+pub(crate) trait ShardOps: Send {
+    /// The current event succeeded: forget its undo log.
+    fn end_event(&mut self);
+    /// The current event failed: restore every key it changed.
+    fn rollback_event(&mut self);
+    /// Writes every dirty entry into `batch`; returns the change in the number of keys.
+    fn stage(&self, batch: &mut sled::Batch) -> Result<i64>;
+    /// The staged batch is durable: entries become clean; the cache is trimmed to `max_cached`.
+    fn committed(&mut self, max_cached: usize);
+    /// Drops every cached entry, dirty ones included (rewind to the last commit).
+    fn discard(&mut self);
+    /// Whether anything waits for the next commit.
+    fn has_dirty(&self) -> bool;
+    fn as_any(&mut self) -> &mut dyn Any;
+}
+
+impl<K: TableKey, V: TableValue> ShardOps for Shard<K, V> {
+    fn end_event(&mut self) {
+        self.undo.clear();
+    }
+
+    fn rollback_event(&mut self) {
+        while let Some((key, before)) = self.undo.pop() {
+            match before {
+                Some(entry) => self.cache.insert(key, entry),
+                None => self.cache.remove(&key),
+            };
+        }
+    }
+
+    fn stage(&self, batch: &mut sled::Batch) -> Result<i64> {
+        let mut delta = 0i64;
+        for (key, entry) in self.cache.iter().filter(|(_, e)| e.dirty) {
+            let k = self.store_key(key)?;
+            match &entry.value {
+                Some(v) => {
+                    batch.insert(k, self.spec.value_codec.encode("table value", v)?);
+                    delta += i64::from(!entry.stored);
+                }
+                None => {
+                    batch.remove(k);
+                    delta -= i64::from(entry.stored);
+                }
+            }
+        }
+        Ok(delta)
+    }
+
+    fn committed(&mut self, max_cached: usize) {
+        self.cache.retain(|_, e| e.value.is_some() || !e.dirty);
+        for e in self.cache.values_mut() {
+            e.stored = e.value.is_some();
+            e.dirty = false;
+        }
+        if self.cache.len() > max_cached {
+            // Everything is clean now: dropping entries only costs a re-read from sled.
+            self.cache.clear();
+        }
+    }
+
+    fn discard(&mut self) {
+        self.cache.clear();
+        self.undo.clear();
+    }
+
+    fn has_dirty(&self) -> bool {
+        self.cache.values().any(|e| e.dirty)
+    }
+
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// Every table shard of one source partition, with the sled tree they live in.
+///
+/// Owned by the partition actor and lent, with each batch, to the agent actor: ownership moves
+/// with the message, so a shard has exactly one writer at any time.
+pub struct TableSet {
+    topic: Arc<str>,
+    partition: i32,
+    tree: sled::Tree,
+    path: Arc<Path>,
+    specs: Vec<TableSpec>,
+    shards: HashMap<Arc<str>, Box<dyn ShardOps>>,
+    counts: HashMap<Arc<str>, u64>,
+    max_cached: usize,
+}
+
+/// A batch ready to apply atomically, and the key counts it will leave.
+pub(crate) struct Staged {
+    pub(crate) batch: sled::Batch,
+    pub(crate) counts: Vec<(Arc<str>, u64, i64)>,
+}
+
+impl TableSet {
+    /// Opens the shards of `specs` for `topic`/`partition` in `db`.
+    pub(crate) fn open(
+        db: &sled::Db,
+        path: Arc<Path>,
+        topic: Arc<str>,
+        partition: i32,
+        specs: Vec<TableSpec>,
+        max_cached: usize,
+    ) -> Result<Self> {
+        let tree = db
+            .open_tree(tree_name(&topic, partition))
+            .map_err(|e| Error::store(&path, e))?;
+        let mut counts = HashMap::new();
+        for spec in &specs {
+            let raw = tree
+                .get(count_key(&spec.name))
+                .map_err(|e| Error::store(&path, e))?;
+            let n = raw
+                .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+                .map_or(0, u64::from_be_bytes);
+            counts.insert(spec.name.clone(), n);
+        }
+        Ok(TableSet {
+            topic,
+            partition,
+            tree,
+            path,
+            specs,
+            shards: HashMap::new(),
+            counts,
+            max_cached,
+        })
+    }
+
+    /// The typed shard of `table`, created on first use.
+    pub(crate) fn view<K: TableKey, V: TableValue>(
+        &mut self,
+        table: &Table<K, V>,
+    ) -> Result<TableView<'_, K, V>> {
+        let name = table.name();
+        if !self.shards.contains_key(name) {
+            let spec = table.spec();
+            if !self.specs.contains(&spec) {
+                return Err(Error::UndeclaredTable {
+                    table: name.to_owned(),
+                    topic: self.topic.to_string(),
+                });
+            }
+            let shard = Shard::<K, V>::new(spec.clone(), self.tree.clone(), self.path.clone());
+            self.shards.insert(spec.name, Box::new(shard));
+        }
+        let shard = self
+            .shards
+            .get_mut(name)
+            .and_then(|s| s.as_any().downcast_mut::<Shard<K, V>>())
+            .ok_or_else(|| Error::TableTypeMismatch {
+                table: name.to_owned(),
+            })?;
+        Ok(TableView { shard })
+    }
+
+    pub(crate) fn end_event(&mut self) {
+        self.shards.values_mut().for_each(|s| s.end_event());
+    }
+
+    pub(crate) fn rollback_event(&mut self) {
+        self.shards.values_mut().for_each(|s| s.rollback_event());
+    }
+
+    /// Whether a commit has table writes to store.
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.shards.values().any(|s| s.has_dirty())
+    }
+
+    /// Stages every dirty entry, the new key counts and `next_offset` into one batch.
+    pub(crate) fn stage(&self, next_offset: Option<i64>) -> Result<Staged> {
+        let mut batch = sled::Batch::default();
+        let mut counts = Vec::new();
+        for (name, shard) in &self.shards {
+            let delta = shard.stage(&mut batch)?;
+            if delta != 0 {
+                let old = self.counts.get(name).copied().unwrap_or(0);
+                let new = old.saturating_add_signed(delta);
+                batch.insert(count_key(name), &new.to_be_bytes());
+                counts.push((name.clone(), new, delta));
+            }
+        }
+        if let Some(offset) = next_offset {
+            batch.insert(OFFSET_KEY, &offset.to_be_bytes());
+        }
+        Ok(Staged { batch, counts })
+    }
+
+    /// The staged batch was applied: take its counts and mark the cache clean.
+    pub(crate) fn committed(&mut self, counts: &[(Arc<str>, u64, i64)]) {
+        for (name, n, _) in counts {
+            self.counts.insert(name.clone(), *n);
+        }
+        let max = self.max_cached;
+        self.shards.values_mut().for_each(|s| s.committed(max));
+    }
+
+    /// Forgets everything not yet committed (after a lost batch or a failed delivery).
+    pub(crate) fn discard(&mut self) {
+        self.shards.values_mut().for_each(|s| s.discard());
+    }
+
+    /// The sled tree of this partition.
+    pub(crate) fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    /// The number of keys of each declared table in this partition, as of the last commit.
+    pub fn key_counts(&self) -> impl Iterator<Item = (&Arc<str>, u64)> {
+        self.counts.iter().map(|(k, v)| (k, *v))
+    }
+
+    /// The partition this set belongs to.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(db: &sled::Db, table: &Table<String, u64>) -> TableSet {
+        let path: Arc<Path> = Arc::from(Path::new("/mem"));
+        TableSet::open(db, path, "t".into(), 0, vec![table.spec()], 2).unwrap()
+    }
+
+    fn apply(set: &mut TableSet, next: i64) {
+        let staged = set.stage(Some(next)).unwrap();
+        set.tree().apply_batch(staged.batch).unwrap();
+        set.committed(&staged.counts);
+    }
+
+    #[test]
+    fn writes_are_cached_then_stored_with_offset_and_count() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let t = Table::<String, u64>::new("c");
+        let mut set = open(&db, &t);
+        for url in ["/a", "/b", "/a"] {
+            set.view(&t)
+                .unwrap()
+                .update(url.into(), |n| n.unwrap_or(0) + 1)
+                .unwrap();
+            set.end_event();
+        }
+        assert!(set.is_dirty());
+        assert!(set.tree().is_empty(), "nothing reaches sled before a commit");
+        apply(&mut set, 3);
+        assert!(!set.is_dirty());
+        assert_eq!(stored_offset(set.tree(), Path::new("/mem")).unwrap(), Some(3));
+        let mut reopened = open(&db, &t);
+        assert_eq!(reopened.key_counts().next().map(|(_, n)| n), Some(2));
+        let mut items = reopened.view(&t).unwrap().items().unwrap();
+        items.sort();
+        assert_eq!(items, vec![("/a".into(), 2), ("/b".into(), 1)]);
+    }
+
+    #[test]
+    fn a_failed_event_is_rolled_back_entirely() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let t = Table::<String, u64>::new("c");
+        let mut set = open(&db, &t);
+        set.view(&t).unwrap().insert("/a".into(), 1).unwrap();
+        set.end_event();
+        let mut view = set.view(&t).unwrap();
+        view.update("/a".into(), |n| n.unwrap_or(0) + 10).unwrap();
+        view.update("/a".into(), |n| n.unwrap_or(0) + 10).unwrap();
+        view.insert("/new".into(), 5).unwrap();
+        set.rollback_event();
+        let mut view = set.view(&t).unwrap();
+        assert_eq!(view.get(&"/a".into()).unwrap(), Some(1));
+        assert_eq!(view.get(&"/new".into()).unwrap(), None);
+    }
+
+    #[test]
+    fn deletes_keep_key_counts_exact_and_trimmed_cache_rereads_sled() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let t = Table::<String, u64>::new("c");
+        let mut set = open(&db, &t);
+        for (i, k) in ["a", "b", "c"].iter().enumerate() {
+            set.view(&t).unwrap().insert((*k).into(), i as u64).unwrap();
+        }
+        set.end_event();
+        apply(&mut set, 1);
+        set.view(&t).unwrap().remove(&"b".into()).unwrap();
+        set.view(&t).unwrap().remove(&"zz".into()).unwrap();
+        set.end_event();
+        apply(&mut set, 2);
+        assert_eq!(set.key_counts().next().map(|(_, n)| n), Some(2));
+        assert_eq!(set.view(&t).unwrap().get(&"c".into()).unwrap(), Some(2));
+    }
+
+    #[test]
+    fn undeclared_and_mistyped_tables_are_clear_errors() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let t = Table::<String, u64>::new("c");
+        let mut set = open(&db, &t);
+        let other = Table::<String, u64>::new("other");
+        let err = set.view(&other).err().unwrap();
+        assert!(err.to_string().contains("not declared"), "{err}");
+        set.view(&t).unwrap();
+        let mistyped = Table::<String, String>::new("c");
+        assert!(matches!(
+            set.view(&mistyped).err(),
+            Some(Error::TableTypeMismatch { .. })
+        ));
+    }
+}

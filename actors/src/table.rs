@@ -1,0 +1,159 @@
+//! The typed table API that agents use: [`Table`] names a table and its types, [`TableView`]
+//! reads and writes the current partition's shard of it.
+//!
+//! A table is sharded by partition: the shard an event sees is the one of the event's own
+//! partition, so the table must be keyed co-partitioned with the agent's source topic (count per
+//! URL, keyed by URL, fed by a topic keyed by URL).
+
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec::Codec;
+use crate::error::Result;
+use crate::shard::Shard;
+
+/// What a table key must be: encodable, hashable for the write cache, cloneable for the undo log.
+pub trait TableKey: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + 'static {}
+impl<T: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + 'static> TableKey for T {}
+
+/// What a table value must be: encodable and cloneable for the undo log.
+pub trait TableValue: Serialize + DeserializeOwned + Clone + Send + 'static {}
+impl<T: Serialize + DeserializeOwned + Clone + Send + 'static> TableValue for T {}
+
+/// The untyped description of a table: its name and codecs. Agents list these in
+/// `Agent::tables` so the runtime can open, count and flush them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    /// Table name, unique in the app; later the changelog topic is `<app-id>-<name>-changelog`.
+    pub name: Arc<str>,
+    /// Codec of keys, in the store and in the changelog.
+    pub key_codec: Codec,
+    /// Codec of values, in the store and in the changelog.
+    pub value_codec: Codec,
+}
+
+/// A typed handle on a partitioned table, like Faust's `app.Table(name)`: cheap to clone, kept
+/// in the agent, passed to [`crate::Event::table`] to reach the current partition's shard.
+///
+/// Keys and values default to the JSON codec; `key_codec`/`value_codec` change that.
+pub struct Table<K, V> {
+    spec: TableSpec,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for Table<K, V> {
+    fn clone(&self) -> Self {
+        Table {
+            spec: self.spec.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for Table<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Table").field(&self.spec).finish()
+    }
+}
+
+impl<K: TableKey, V: TableValue> Table<K, V> {
+    /// A table named `name` with JSON keys and values.
+    pub fn new(name: &str) -> Self {
+        Table {
+            spec: TableSpec {
+                name: Arc::from(name),
+                key_codec: Codec::Json,
+                value_codec: Codec::Json,
+            },
+            _types: PhantomData,
+        }
+    }
+
+    /// Sets the codec of keys.
+    pub fn key_codec(mut self, codec: Codec) -> Self {
+        self.spec.key_codec = codec;
+        self
+    }
+
+    /// Sets the codec of values.
+    pub fn value_codec(mut self, codec: Codec) -> Self {
+        self.spec.value_codec = codec;
+        self
+    }
+
+    /// The untyped description, for `Agent::tables`.
+    pub fn spec(&self) -> TableSpec {
+        self.spec.clone()
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+}
+
+/// The current partition's shard of a table, borrowed for one event.
+///
+/// Reads go through the write cache to the store; writes stay in the cache until the next
+/// commit, which writes each dirty key once. Writes made by an event that fails or panics are
+/// rolled back, so a retried event never applies twice.
+pub struct TableView<'a, K: TableKey, V: TableValue> {
+    pub(crate) shard: &'a mut Shard<K, V>,
+}
+
+impl<K: TableKey, V: TableValue> TableView<'_, K, V> {
+    /// The value of `key`, if any.
+    ///
+    /// # Errors
+    /// The store failed, or the stored bytes do not decode with the table's value codec.
+    pub fn get(&mut self, key: &K) -> Result<Option<V>> {
+        self.shard.get(key)
+    }
+
+    /// Whether `key` has a value.
+    ///
+    /// # Errors
+    /// As [`TableView::get`].
+    pub fn contains(&mut self, key: &K) -> Result<bool> {
+        Ok(self.shard.get(key)?.is_some())
+    }
+
+    /// Sets `key` to `value`.
+    ///
+    /// # Errors
+    /// As [`TableView::get`] (the previous value is loaded to keep the key count exact).
+    pub fn insert(&mut self, key: K, value: V) -> Result<()> {
+        self.shard.put(key, Some(value))
+    }
+
+    /// Removes `key`; a no-op when absent.
+    ///
+    /// # Errors
+    /// As [`TableView::get`].
+    pub fn remove(&mut self, key: &K) -> Result<()> {
+        self.shard.put(key.clone(), None)
+    }
+
+    /// Replaces the value of `key` by `f(current)` and returns the new value: the counting idiom
+    /// `view.update(url, |n| n.unwrap_or(0) + 1)`.
+    ///
+    /// # Errors
+    /// As [`TableView::get`].
+    pub fn update(&mut self, key: K, f: impl FnOnce(Option<V>) -> V) -> Result<V> {
+        let new = f(self.shard.get(&key)?);
+        self.shard.put(key, Some(new.clone()))?;
+        Ok(new)
+    }
+
+    /// Every key and value of this partition's shard, with unflushed writes applied.
+    ///
+    /// # Errors
+    /// The store failed or holds bytes that do not decode.
+    pub fn items(&mut self) -> Result<Vec<(K, V)>> {
+        self.shard.items()
+    }
+}

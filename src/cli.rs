@@ -1,0 +1,113 @@
+//! The command line of a node binary: `worker --config FILE` and `validate --config FILE`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogConfig, LogFormat};
+use crate::node::App;
+
+#[derive(Debug, Parser)]
+#[command(name = "faust-node", version, about = "A faust-rs stream processing node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a worker: consume, process, serve /metrics, until SIGTERM or SIGINT.
+    Worker {
+        /// TOML config file; FAUST__<SECTION>__<KEY> variables override it.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Check a config file (and its environment overrides) and list every problem.
+    Validate {
+        /// TOML config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+/// Exit code for a configuration that does not validate.
+const BAD_CONFIG: u8 = 2;
+
+fn load(app: &App, path: &std::path::Path) -> Result<Config, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    app.check(&config).map_err(|mut e| {
+        e.file = path.display().to_string();
+        e.to_string()
+    })?;
+    Ok(config)
+}
+
+/// Sets up `tracing` from `[log]` (`RUST_LOG` wins); a no-op when already set up.
+pub fn init_logging(log: &LogConfig) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match log.format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            tracing::error!("cannot listen for signals; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+pub(crate) fn main(app: App) -> ExitCode {
+    match Cli::parse().command {
+        Command::Validate { config } => match load(&app, &config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok (app {}, broker {}, {} topic(s), {} agent(s))",
+                    config.display(),
+                    c.app.id,
+                    c.broker.bootstrap,
+                    c.topics.len(),
+                    app.agents().len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(BAD_CONFIG)
+            }
+        },
+        Command::Worker { config } => {
+            let c = match load(&app, &config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(BAD_CONFIG);
+                }
+            };
+            init_logging(&c.log);
+            match app.run(c, termination()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "node failed");
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

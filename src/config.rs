@@ -1,0 +1,534 @@
+//! The node's configuration: typed sections, loaded from built-in defaults, then a TOML file,
+//! then `FAUST__<SECTION>__<KEY>` environment variables, and validated as a whole.
+//!
+//! Loading never stops at the first problem: unknown keys, values of the wrong type and values
+//! that make no sense are all collected, each naming its key and where it came from (the file or
+//! the environment variable), and reported together as [`ConfigErrors`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Environment, File, FileFormat, Map, Source, Value, ValueKind};
+use faust_actors::Codec;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_aux::serde_introspection::serde_introspect;
+
+/// The value of `broker.bootstrap` that starts the embedded in-process broker.
+pub const EMBEDDED: &str = "embedded";
+
+/// The whole configuration of a node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[app]`: identity.
+    pub app: AppConfig,
+    /// `[broker]`: where Kafka is and how to talk to it.
+    pub broker: BrokerConfig,
+    /// `[store]`: the local table store.
+    pub store: StoreConfig,
+    /// `[web]`: the metrics and health server.
+    pub web: WebConfig,
+    /// `[processing]`: commits, batches, retries, workers.
+    pub processing: ProcessingConfig,
+    /// `[topics.<name>]`: partitions and codecs of each topic the app uses.
+    pub topics: BTreeMap<String, TopicConfig>,
+    /// `[generator]`: the built-in synthetic page-view producer (demos, benchmarks).
+    pub generator: GeneratorConfig,
+    /// `[log]`: log level and format.
+    pub log: LogConfig,
+}
+
+/// `[app]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    /// The app id: the consumer group id and the prefix of every internal topic. Required.
+    pub id: String,
+}
+
+/// `[broker]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// `"embedded"` (an in-process mock cluster, data in memory only) or a Kafka bootstrap list
+    /// such as `"127.0.0.1:9092"`.
+    pub bootstrap: String,
+    /// How long the group waits for a silent member before it rebalances its partitions.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// How long start-up waits for the broker to answer.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Extra librdkafka properties passed through as they are (`security.protocol`,
+    /// `sasl.username`, ...). Values of keys that look secret are never logged.
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            bootstrap: EMBEDDED.into(),
+            session_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(30),
+            librdkafka: BTreeMap::new(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Whether this config asks for the embedded broker.
+    pub fn is_embedded(&self) -> bool {
+        self.bootstrap == EMBEDDED
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Directory of the store; default `./data/<app.id>`.
+    pub path: Option<PathBuf>,
+    /// Clean keys kept in memory per table and partition after a commit.
+    pub cache_keys: usize,
+    /// sled's page cache, in MiB.
+    pub cache_mb: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: None,
+            cache_keys: 100_000,
+            cache_mb: 64,
+        }
+    }
+}
+
+/// `[web]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Serve `/metrics` and `/healthz`.
+    pub enabled: bool,
+    /// Address to listen on; port 0 picks a free port (logged at start).
+    pub bind: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            bind: "127.0.0.1:6066".into(),
+        }
+    }
+}
+
+/// `[processing]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    /// How often each partition commits (tables to the store, offsets to Kafka).
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// Most records handed to an agent at once.
+    pub max_batch: usize,
+    /// Threads (actix arbiters) running partition and agent actors; 0 = one per CPU.
+    pub workers: usize,
+    /// First wait before retrying an event whose agent failed or panicked.
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// Longest wait between retries of one event.
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff_max: Duration,
+    /// Longest wait for partitions to commit and stop, on revoke and at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        ProcessingConfig {
+            commit_interval: Duration::from_secs(1),
+            max_batch: 500,
+            workers: 0,
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[topics.<name>]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicConfig {
+    /// Number of partitions (created so on the embedded broker; checked against a real one).
+    pub partitions: i32,
+    /// Codec of record keys.
+    pub key_codec: Codec,
+    /// Codec of record values.
+    pub value_codec: Codec,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig {
+            partitions: 1,
+            key_codec: Codec::Json,
+            value_codec: Codec::Json,
+        }
+    }
+}
+
+/// `[generator]`: synthetic page views `{"url", "user", "ts"}` keyed by URL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeneratorConfig {
+    /// Run the generator inside the node.
+    pub enabled: bool,
+    /// Topic to produce to (must be listed under `[topics]`).
+    pub topic: String,
+    /// Records per second.
+    pub rate: u32,
+    /// Number of distinct URLs (drawn Zipf-like: a few are hot).
+    pub urls: u32,
+    /// Number of distinct users.
+    pub users: u32,
+    /// Seed of the random choices, for reproducible data.
+    pub seed: u64,
+    /// Stop after this many records (unset: run until the node stops).
+    pub count: Option<u64>,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        GeneratorConfig {
+            enabled: false,
+            topic: "page_views".into(),
+            rate: 1000,
+            urls: 100,
+            users: 1000,
+            seed: 42,
+            count: None,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `faust=debug,rdkafka=warn`; `RUST_LOG` wins.
+    pub level: String,
+    /// `human` or `json`.
+    pub format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Coloured text for terminals.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Human,
+        }
+    }
+}
+
+impl Config {
+    /// The store directory: `store.path`, or `./data/<app.id>`.
+    pub fn store_path(&self) -> PathBuf {
+        self.store
+            .path
+            .clone()
+            .unwrap_or_else(|| Path::new("data").join(&self.app.id))
+    }
+
+    /// Worker threads to run: `processing.workers`, or one per CPU.
+    pub fn workers(&self) -> usize {
+        match self.processing.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// Loads `path` with overrides from the process environment.
+    ///
+    /// # Errors
+    /// Every problem found, at once.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// Loads `path` with overrides from `env` (name, value) pairs; only `FAUST__*` are read.
+    ///
+    /// # Errors
+    /// Every problem found, at once.
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigErrors> {
+        let file = path.display().to_string();
+        let fail = |message: String| ConfigErrors {
+            file: file.clone(),
+            issues: vec![Issue {
+                key: String::new(),
+                origin: file.clone(),
+                message,
+            }],
+        };
+        if !path.is_file() {
+            return Err(fail("config file not found (or not a file)".into()));
+        }
+        let env: HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("FAUST__"))
+            .collect();
+        let overridden: Vec<String> = env.keys().cloned().collect();
+        let root = config::Config::builder()
+            .add_source(File::new(&file, FileFormat::Toml))
+            .add_source(
+                Environment::with_prefix("FAUST")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env.into_iter().collect())),
+            )
+            .build()
+            .and_then(|c| c.collect())
+            .map_err(|e| fail(e.to_string()))?;
+        let mut loader = Loader {
+            issues: Vec::new(),
+            file: file.clone(),
+        };
+        let config = loader.config(root);
+        for mut issue in config.check() {
+            let var = format!("FAUST__{}", issue.key.replace('.', "__").to_uppercase());
+            issue.origin = if overridden.contains(&var) { var } else { file.clone() };
+            loader.issues.push(issue);
+        }
+        if loader.issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors {
+                file,
+                issues: loader.issues,
+            })
+        }
+    }
+
+    /// Checks that values make sense together (types are checked while loading).
+    pub fn check(&self) -> Vec<Issue> {
+        let mut out = Vec::new();
+        let mut bad = |key: &str, message: String| {
+            out.push(Issue {
+                key: key.into(),
+                origin: String::new(),
+                message,
+            })
+        };
+        if self.app.id.is_empty() {
+            bad("app.id", "is required: the consumer group id and topic prefix".into());
+        } else if !self
+            .app
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            bad("app.id", format!("`{}` may only hold ASCII letters, digits, `.`, `_` and `-` (it prefixes topic names)", self.app.id));
+        }
+        if self.broker.bootstrap.trim().is_empty() {
+            bad("broker.bootstrap", "is empty: use \"embedded\" or host:port[,host:port]".into());
+        }
+        for key in self.broker.librdkafka.keys() {
+            if OWNED_KEYS.contains(&key.as_str()) {
+                bad(&format!("broker.librdkafka.{key}"), "is set by faust-rs itself and cannot be overridden".into());
+            }
+        }
+        if self.web.enabled && self.web.bind.parse::<SocketAddr>().is_err() {
+            bad("web.bind", format!("`{}` is not an address such as 127.0.0.1:6066", self.web.bind));
+        }
+        if self.processing.max_batch == 0 {
+            bad("processing.max_batch", "must be at least 1".into());
+        }
+        if self.processing.commit_interval < Duration::from_millis(1) {
+            bad("processing.commit_interval", "must be at least 1ms".into());
+        }
+        for (name, topic) in &self.topics {
+            if topic.partitions < 1 {
+                bad(&format!("topics.{name}.partitions"), format!("is {}: a topic has at least 1 partition", topic.partitions));
+            }
+        }
+        if self.generator.enabled {
+            if !self.topics.contains_key(&self.generator.topic) {
+                bad("generator.topic", format!("`{}` is not listed under [topics]", self.generator.topic));
+            }
+            if self.generator.urls == 0 || self.generator.users == 0 || self.generator.rate == 0 {
+                bad("generator", "rate, urls and users must be at least 1".into());
+            }
+        }
+        out
+    }
+}
+
+/// librdkafka properties that faust-rs sets itself: overriding them would break its guarantees.
+pub const OWNED_KEYS: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "partition.assignment.strategy",
+    "enable.partition.eof",
+];
+
+/// One problem in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    /// Dotted key, such as `web.bind` (empty for a whole-file problem).
+    pub key: String,
+    /// Where the value came from: the file, or `FAUST__WEB__BIND`.
+    pub origin: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors {
+    /// The config file.
+    pub file: String,
+    /// The problems, in file order.
+    pub issues: Vec<Issue>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.issues.len();
+        write!(f, "{n} error{} in config {}:", if n == 1 { "" } else { "s" }, self.file)?;
+        for i in &self.issues {
+            let origin = if i.origin.is_empty() || i.origin == self.file {
+                String::new()
+            } else {
+                format!(" (from {})", i.origin)
+            };
+            match i.key.as_str() {
+                "" => write!(f, "\n  - {}{origin}", i.message)?,
+                key => write!(f, "\n  - {key}: {}{origin}", i.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Loader {
+    issues: Vec<Issue>,
+    file: String,
+}
+
+impl Loader {
+    fn origin(&self, key: &str, value: &Value) -> String {
+        match value.origin() {
+            Some("the environment") | None => {
+                format!("FAUST__{}", key.replace('.', "__").to_uppercase())
+            }
+            Some(o) => o.to_owned(),
+        }
+    }
+
+    fn issue(&mut self, key: &str, value: &Value, message: String) {
+        let origin = self.origin(key, value);
+        self.issues.push(Issue {
+            key: key.into(),
+            origin,
+            message,
+        });
+    }
+
+    fn config(&mut self, mut root: Map<String, Value>) -> Config {
+        let mut config = Config {
+            app: self.section("app", root.remove("app")),
+            broker: self.section("broker", root.remove("broker")),
+            store: self.section("store", root.remove("store")),
+            web: self.section("web", root.remove("web")),
+            processing: self.section("processing", root.remove("processing")),
+            generator: self.section("generator", root.remove("generator")),
+            log: self.section("log", root.remove("log")),
+            topics: BTreeMap::new(),
+        };
+        if let Some(topics) = root.remove("topics") {
+            for (name, value) in self.table("topics", topics) {
+                let key = format!("topics.{name}");
+                config.topics.insert(name, self.section(&key, Some(value)));
+            }
+        }
+        for (key, value) in root {
+            let known = serde_introspect::<Config>().join(", ");
+            self.issue(&key, &value, format!("unknown section (known sections: {known})"));
+        }
+        config
+    }
+
+    fn table(&mut self, key: &str, value: Value) -> Map<String, Value> {
+        match value.clone().into_table() {
+            Ok(t) => t,
+            Err(_) => {
+                self.issue(key, &value, "must be a table of keys".into());
+                Map::new()
+            }
+        }
+    }
+
+    /// Deserializes one section field by field, so that every bad field is reported.
+    fn section<T: DeserializeOwned + Default>(&mut self, name: &str, value: Option<Value>) -> T {
+        let Some(value) = value else {
+            return T::default();
+        };
+        let known = serde_introspect::<T>();
+        let mut good = Map::new();
+        for (k, v) in self.table(name, value) {
+            let key = format!("{name}.{k}");
+            if !known.contains(&k.as_str()) {
+                self.issue(&key, &v, format!("unknown key (known keys: {})", known.join(", ")));
+                continue;
+            }
+            let single = Value::new(None, ValueKind::Table([(k.clone(), v.clone())].into()));
+            match T::deserialize(single) {
+                Ok(_) => {
+                    good.insert(k, v);
+                }
+                Err(e) => {
+                    let message = strip_key(&e.to_string());
+                    self.issue(&key, &v, message);
+                }
+            }
+        }
+        T::deserialize(Value::new(Some(&self.file), ValueKind::Table(good))).unwrap_or_else(|e| {
+            self.issues.push(Issue {
+                key: name.into(),
+                origin: self.file.clone(),
+                message: e.to_string(),
+            });
+            T::default()
+        })
+    }
+}
+
+/// The config crate appends " for key `x`" and " in <origin>"; we say both ourselves.
+fn strip_key(message: &str) -> String {
+    let cut = message.find(" for key `").unwrap_or(message.len());
+    let msg = &message[..cut];
+    let cut = msg.find(" in the environment").unwrap_or(msg.len());
+    msg[..cut].to_owned()
+}

@@ -1,0 +1,94 @@
+//! The one error type of the `faust` crate.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::ConfigErrors;
+
+/// Why a node could not start or stop cleanly. Each variant says what and where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration has problems (all of them are listed).
+    #[error("{source}")]
+    Config {
+        /// Every problem found.
+        #[from]
+        source: ConfigErrors,
+    },
+    /// The runtime failed (store, Kafka client, actors).
+    #[error("{source}")]
+    Runtime {
+        /// The runtime's error.
+        #[from]
+        source: faust_actors::Error,
+    },
+    /// No broker answered at start-up.
+    #[error("cannot reach Kafka at {bootstrap}: {reason}")]
+    BrokerUnreachable {
+        /// The bootstrap list tried.
+        bootstrap: String,
+        /// What happened.
+        reason: String,
+    },
+    /// A topic the app needs is not on the broker.
+    #[error("topic `{topic}` does not exist on the broker at {bootstrap}; create it with {partitions} partition(s)")]
+    MissingTopic {
+        /// The topic.
+        topic: String,
+        /// The bootstrap list.
+        bootstrap: String,
+        /// The configured partition count.
+        partitions: i32,
+    },
+    /// A topic's partition count differs from the configuration.
+    #[error("topic `{topic}` has {actual} partition(s) on the broker but {expected} in [topics.{topic}]")]
+    PartitionMismatch {
+        /// The topic.
+        topic: String,
+        /// Partitions on the broker.
+        actual: usize,
+        /// Partitions configured.
+        expected: i32,
+    },
+    /// The embedded broker could not start.
+    #[error("cannot start the embedded broker: {reason}")]
+    Embedded {
+        /// librdkafka's message.
+        reason: String,
+    },
+    /// The web server could not listen.
+    #[error("cannot serve HTTP on {bind}: {source}")]
+    WebBind {
+        /// The address from `web.bind`.
+        bind: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A thread or file could not be created.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path or name involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A step of the shutdown did not finish in time.
+    #[error("shutdown: {what} did not finish within {after:?}")]
+    ShutdownTimeout {
+        /// The step.
+        what: &'static str,
+        /// The bound.
+        after: Duration,
+    },
+    /// The node's thread ended without a result (it panicked).
+    #[error("the node thread died: {reason}")]
+    NodeDied {
+        /// The panic message.
+        reason: String,
+    },
+}

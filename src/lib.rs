@@ -1,0 +1,38 @@
+//! # faust-rs
+//!
+//! Faust-style stream processing for Rust: write an [`Agent`] that consumes a Kafka topic, keep
+//! state in [`Table`]s sharded by partition and stored locally, and scale by starting more
+//! nodes. Kafka is the distributed engine: membership, partitioning and durability ride on
+//! consumer groups, partitions and committed offsets.
+//!
+//! Module map:
+//! - [`node`]: [`App`] (an app's agents) and running it as a node: start-up, shutdown,
+//!   [`NodeHandle`] for tests and embedding.
+//! - [`config`]: typed configuration from defaults, a TOML file and `FAUST__*` variables, with
+//!   every error reported at once.
+//! - `cli`: the `worker` / `validate` command line that [`App::main`] runs.
+//! - `web`: `/metrics` (Prometheus) and `/healthz`.
+//! - [`embedded`]: the in-process broker used when `broker.bootstrap = "embedded"`.
+//! - [`generator`]: synthetic page views for demos and benchmarks.
+//! - [`demo`]: the page-view counting agent that `faust-node` runs.
+//! - [`error`]: this crate's error type.
+//!
+//! The runtime itself (actors, tables, store, codecs) is the `faust-actors` crate, whose
+//! user-facing types are re-exported here.
+
+mod cli;
+pub mod config;
+pub mod demo;
+pub mod embedded;
+pub mod error;
+pub mod generator;
+pub mod node;
+mod web;
+
+pub use cli::init_logging;
+pub use config::Config;
+pub use error::Error;
+pub use faust_actors::{
+    Agent, AgentError, Codec, Event, Header, Metrics, Record, Store, Table, TableSpec, TableView,
+};
+pub use node::{App, NodeHandle, NodeInfo, NodeReport};

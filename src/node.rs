@@ -1,0 +1,504 @@
+//! The node: an [`App`] (its agents) run with a [`Config`] on an actix system.
+//!
+//! Start-up, in order: check the config; start the embedded broker if asked; reach the broker
+//! (bounded) and learn its cluster id and topics; open the store; bind the web server; start
+//! the worker arbiters, the coordinator and the consumer thread; start the generator. Shutdown
+//! is the reverse, each step bounded: stop the generator; commit and stop every partition;
+//! close the consumer (leaving the group); flush the producer; stop the web server and workers.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix::prelude::*;
+use faust_actors::{
+    Agent, AgentRef, ConsumerThread, Coordinator, CoordinatorInit, Metrics, OnClusterMismatch,
+    PartitionSettings, StopAll, Store, TopicCodecs,
+};
+use prometheus::IntCounter;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, Producer};
+use tokio::sync::watch;
+
+use crate::config::{Config, ConfigErrors, Issue};
+use crate::embedded::EmbeddedBroker;
+use crate::error::Error;
+use crate::{generator, web};
+
+/// A faust-rs application: its agents. Like Faust's `faust.App`, run it as a node with
+/// [`App::main`] (the `worker`/`validate` CLI), [`App::run`], or [`App::spawn`].
+#[derive(Debug, Default)]
+pub struct App {
+    agents: Vec<AgentRef>,
+}
+
+/// What a started node tells whoever started it.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// Where `/metrics` and `/healthz` are served, if the web server is enabled.
+    pub web_addr: Option<SocketAddr>,
+    /// The node's metrics (the same registry `/metrics` shows).
+    pub metrics: Metrics,
+    /// The Kafka cluster id the node is connected to.
+    pub cluster_id: String,
+    /// The bootstrap list in use (the embedded broker's address when embedded).
+    pub bootstrap: String,
+}
+
+/// What a node did, reported when it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeReport {
+    /// Events finished by agents.
+    pub events: u64,
+    /// Offset commits that reached Kafka.
+    pub commits: u64,
+}
+
+impl App {
+    /// An app with no agents yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers an agent.
+    pub fn agent<A: Agent>(mut self, agent: A) -> Self {
+        self.agents.push(AgentRef::new(agent));
+        self
+    }
+
+    /// The registered agents.
+    pub fn agents(&self) -> &[AgentRef] {
+        &self.agents
+    }
+
+    /// Checks `config` against the agents: their topics are configured, names are unique, a
+    /// table belongs to one agent consuming one topic.
+    ///
+    /// # Errors
+    /// Every problem found, together with [`Config::check`]'s.
+    pub fn check(&self, config: &Config) -> Result<(), ConfigErrors> {
+        let mut issues = config.check();
+        let mut bad = |key: String, message: String| {
+            issues.push(Issue {
+                key,
+                origin: String::new(),
+                message,
+            })
+        };
+        if self.agents.is_empty() {
+            bad(String::new(), "the app has no agents".into());
+        }
+        let mut names = BTreeSet::new();
+        let mut tables = BTreeSet::new();
+        for agent in &self.agents {
+            if !names.insert(agent.name().to_owned()) {
+                bad(String::new(), format!("two agents are named `{}`", agent.name()));
+            }
+            let topics = agent.topics();
+            for topic in &topics {
+                if !config.topics.contains_key(topic) {
+                    bad(format!("topics.{topic}"), format!("agent `{}` consumes topic `{topic}`, which is not listed under [topics]", agent.name()));
+                }
+            }
+            for spec in agent.tables() {
+                if !tables.insert(spec.name.to_string()) {
+                    bad(String::new(), format!("table `{}` is declared twice", spec.name));
+                }
+                if topics.len() != 1 {
+                    bad(String::new(), format!("agent `{}` has table `{}` but consumes {} topics: a table is sharded like exactly one source topic", agent.name(), spec.name, topics.len()));
+                }
+            }
+        }
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors {
+                file: "the configuration".into(),
+                issues,
+            })
+        }
+    }
+
+    /// Parses the command line (`worker --config FILE`, `validate --config FILE`) and runs it.
+    pub fn main(self) -> std::process::ExitCode {
+        crate::cli::main(self)
+    }
+
+    /// Runs the node on this thread until `shutdown` resolves, then stops it cleanly.
+    ///
+    /// # Errors
+    /// Start-up failed (config, broker, store, web bind), or a shutdown step timed out.
+    pub fn run(
+        self,
+        config: Config,
+        shutdown: impl Future<Output = ()> + 'static,
+    ) -> Result<NodeReport, Error> {
+        self.run_with(config, shutdown, |_| {})
+    }
+
+    /// As [`App::run`], calling `on_ready` once the node is consuming.
+    ///
+    /// # Errors
+    /// As [`App::run`].
+    pub fn run_with(
+        self,
+        config: Config,
+        shutdown: impl Future<Output = ()> + 'static,
+        on_ready: impl FnOnce(NodeInfo) + 'static,
+    ) -> Result<NodeReport, Error> {
+        self.check(&config)?;
+        let embedded = match config.broker.is_embedded() {
+            true => Some(EmbeddedBroker::start(&config.topics)?),
+            false => None,
+        };
+        let bootstrap = embedded
+            .as_ref()
+            .map_or_else(|| config.broker.bootstrap.clone(), EmbeddedBroker::bootstrap);
+        let system = actix::System::new();
+        let result = system.block_on(node_main(
+            self.agents,
+            config,
+            bootstrap,
+            embedded.is_some(),
+            shutdown,
+            on_ready,
+        ));
+        // Actors still hold Kafka clients: stop them before the embedded broker goes away.
+        drop(system);
+        drop(embedded);
+        result
+    }
+
+    /// Runs the node on a thread of its own; the handle stops it. For tests and for programs
+    /// that embed a node.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the thread cannot be created.
+    pub fn spawn(self, config: Config) -> Result<NodeHandle, Error> {
+        let (stop, stopped) = futures::channel::oneshot::channel::<()>();
+        let (ready_tx, ready) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("faust-node".into())
+            .spawn(move || {
+                self.run_with(
+                    config,
+                    async move {
+                        let _ = stopped.await;
+                    },
+                    move |info| {
+                        let _ = ready_tx.send(info);
+                    },
+                )
+            })
+            .map_err(|source| Error::Io {
+                action: "cannot start the node thread",
+                path: "faust-node".into(),
+                source,
+            })?;
+        Ok(NodeHandle {
+            stop: Some(stop),
+            thread: Some(thread),
+            ready,
+        })
+    }
+}
+
+/// A node running on its own thread. Dropping the handle stops the node too.
+#[derive(Debug)]
+pub struct NodeHandle {
+    stop: Option<futures::channel::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<NodeReport, Error>>>,
+    ready: mpsc::Receiver<NodeInfo>,
+}
+
+impl NodeHandle {
+    /// Waits until the node is consuming, at most `timeout`.
+    ///
+    /// # Errors
+    /// The node failed to start (its error), or did not start in time.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<NodeInfo, Error> {
+        match self.ready.recv_timeout(timeout) {
+            Ok(info) => Ok(info),
+            Err(_) => {
+                if self.thread.as_ref().is_some_and(JoinHandle::is_finished) {
+                    self.join()?;
+                }
+                Err(Error::ShutdownTimeout {
+                    what: "node start-up",
+                    after: timeout,
+                })
+            }
+        }
+    }
+
+    /// Stops the node (as SIGTERM would) and waits for its report.
+    ///
+    /// # Errors
+    /// A shutdown step failed or timed out, or the node thread died.
+    pub fn stop(mut self) -> Result<NodeReport, Error> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<NodeReport, Error> {
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(panic)) => Err(Error::NodeDied {
+                reason: panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default(),
+            }),
+            None => Err(Error::NodeDied {
+                reason: "already joined".into(),
+            }),
+        }
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Masks values of librdkafka keys that hold secrets, for logs.
+pub fn masked(key: &str, value: &str) -> String {
+    const SECRET: &[&str] = &["password", "secret", "jaas", "token", "key.pem", "private"];
+    if SECRET.iter().any(|s| key.contains(s)) {
+        "******".into()
+    } else {
+        value.into()
+    }
+}
+
+fn client_config(config: &Config, bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in &config.broker.librdkafka {
+        c.set(k, v);
+    }
+    c.set("bootstrap.servers", bootstrap)
+        .set("client.id", &config.app.id);
+    c
+}
+
+fn consumer_config(config: &Config, bootstrap: &str) -> ClientConfig {
+    let session = config.broker.session_timeout.as_millis().max(3);
+    let mut c = client_config(config, bootstrap);
+    c.set("group.id", &config.app.id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", session.to_string())
+        .set("heartbeat.interval.ms", (session / 3).to_string());
+    c
+}
+
+/// Reaches the broker (bounded): its cluster id and the partition count of every topic.
+async fn connect(
+    producer: &FutureProducer,
+    config: &Config,
+    bootstrap: &str,
+) -> Result<(String, HashMap<String, usize>), Error> {
+    let p = producer.clone();
+    let timeout = config.broker.connect_timeout;
+    let unreachable = |reason: String| Error::BrokerUnreachable {
+        bootstrap: bootstrap.into(),
+        reason,
+    };
+    let (metadata, cluster) = tokio::task::spawn_blocking(move || {
+        let md = p.client().fetch_metadata(None, timeout).map(|md| {
+            md.topics()
+                .iter()
+                .filter(|t| t.error().is_none())
+                .map(|t| (t.name().to_owned(), t.partitions().len()))
+                .collect::<HashMap<_, _>>()
+        });
+        (md, p.client().fetch_cluster_id(timeout))
+    })
+    .await
+    .map_err(|e| unreachable(e.to_string()))?;
+    let topics = metadata.map_err(|e| unreachable(format!("{e} (waited {timeout:?})")))?;
+    let cluster = cluster.ok_or_else(|| unreachable("the broker did not say its cluster id".into()))?;
+    Ok((cluster, topics))
+}
+
+fn check_topics(config: &Config, topics: &HashMap<String, usize>, bootstrap: &str) -> Result<(), Error> {
+    for (name, topic) in &config.topics {
+        match topics.get(name) {
+            None => {
+                return Err(Error::MissingTopic {
+                    topic: name.clone(),
+                    bootstrap: bootstrap.into(),
+                    partitions: topic.partitions,
+                })
+            }
+            Some(&n) if n != topic.partitions as usize => {
+                return Err(Error::PartitionMismatch {
+                    topic: name.clone(),
+                    actual: n,
+                    expected: topic.partitions,
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+async fn node_main(
+    agents: Vec<AgentRef>,
+    config: Config,
+    bootstrap: String,
+    embedded: bool,
+    shutdown: impl Future<Output = ()>,
+    on_ready: impl FnOnce(NodeInfo),
+) -> Result<NodeReport, Error> {
+    let metrics = Metrics::new()?;
+    let generated = IntCounter::new("faust_generator_records_total", "Records sent by the generator")
+        .map_err(|source| faust_actors::Error::Metrics { source })?;
+    metrics
+        .registry()
+        .register(Box::new(generated.clone()))
+        .map_err(|source| faust_actors::Error::Metrics { source })?;
+    let producer: FutureProducer = client_config(&config, &bootstrap)
+        .create()
+        .map_err(|e| Error::BrokerUnreachable {
+            bootstrap: bootstrap.clone(),
+            reason: format!("cannot create a producer: {e}"),
+        })?;
+    let (cluster_id, broker_topics) = connect(&producer, &config, &bootstrap).await?;
+    check_topics(&config, &broker_topics, &bootstrap)?;
+    let store_path = config.store_path();
+    let on_mismatch = match embedded {
+        true => OnClusterMismatch::Archive,
+        false => OnClusterMismatch::Fail,
+    };
+    let store = Store::open(&store_path, &cluster_id, on_mismatch, config.store.cache_mb << 20)?;
+    let web = match config.web.enabled {
+        true => Some(web::start(&config.web.bind, metrics.clone())?),
+        false => None,
+    };
+    let web_addr = web.as_ref().and_then(|w| w.addrs.first().copied());
+    let mut codecs = TopicCodecs::default();
+    for (name, t) in &config.topics {
+        codecs.insert(name, t.key_codec, t.value_codec);
+    }
+    let workers: Vec<Arbiter> = (0..config.workers()).map(|_| Arbiter::new()).collect();
+    let p = &config.processing;
+    let coordinator = Coordinator::new(CoordinatorInit {
+        agents: agents.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        producer: Some(producer.clone()),
+        codecs: Arc::new(codecs),
+        settings: PartitionSettings {
+            commit_interval: p.commit_interval,
+            max_batch: p.max_batch,
+            retry_backoff: p.retry_backoff,
+            retry_backoff_max: p.retry_backoff_max,
+            cache_keys: config.store.cache_keys,
+        },
+        workers: workers.iter().map(Arbiter::handle).collect(),
+        stop_timeout: p.shutdown_timeout,
+    })
+    .start();
+    let topics: Vec<String> = agents
+        .iter()
+        .flat_map(AgentRef::topics)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let consumer = ConsumerThread::start(
+        &consumer_config(&config, &bootstrap),
+        &topics,
+        store.clone(),
+        metrics.clone(),
+        p.shutdown_timeout,
+        coordinator.clone(),
+    )?;
+    let web_handle = web.map(|w| {
+        actix::spawn(w.server);
+        w.handle
+    });
+    let (stop_generator, stop_rx) = watch::channel(false);
+    let generator = config.generator.enabled.then(|| {
+        actix::spawn(generator::run(
+            config.generator.clone(),
+            producer.clone(),
+            generated,
+            stop_rx,
+        ))
+    });
+    let extra: Vec<String> = config
+        .broker
+        .librdkafka
+        .iter()
+        .map(|(k, v)| format!("{k}={}", masked(k, v)))
+        .collect();
+    tracing::info!(
+        app = %config.app.id, broker = %bootstrap, cluster = %cluster_id, embedded,
+        topics = ?topics, agents = ?agents.iter().map(AgentRef::name).collect::<Vec<_>>(),
+        partitions = ?config.topics.iter().map(|(n, t)| format!("{n}:{}", t.partitions)).collect::<Vec<_>>(),
+        store = %store_path.display(), web = ?web_addr, workers = workers.len(),
+        librdkafka = ?extra, "node started"
+    );
+    on_ready(NodeInfo {
+        web_addr,
+        metrics: metrics.clone(),
+        cluster_id,
+        bootstrap: bootstrap.clone(),
+    });
+
+    shutdown.await;
+    tracing::info!("stopping: committing partitions and leaving the group");
+    let bound = p.shutdown_timeout;
+    let mut failures = Vec::new();
+    let _ = stop_generator.send(true);
+    if let Some(g) = generator {
+        let _ = tokio::time::timeout(Duration::from_secs(5), g).await;
+    }
+    if tokio::time::timeout(bound, coordinator.send(StopAll)).await.is_err() {
+        failures.push("committing partitions");
+    }
+    let closed = tokio::task::spawn_blocking(move || consumer.close(bound)).await;
+    if !matches!(closed, Ok(Ok(()))) {
+        failures.push("closing the consumer");
+    }
+    let flushed = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
+    if !matches!(flushed, Ok(Ok(()))) {
+        failures.push("flushing the producer");
+    }
+    if let Some(h) = web_handle {
+        h.stop(true).await;
+    }
+    store.flush()?;
+    for w in &workers {
+        w.stop();
+    }
+    let _ = tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join())))
+        .await;
+    let report = NodeReport {
+        events: metrics.all_events(),
+        commits: metrics.commits_total.get(),
+    };
+    if let Some(what) = failures.first() {
+        tracing::error!(?failures, "node stopped, but not cleanly");
+        return Err(Error::ShutdownTimeout { what, after: bound });
+    }
+    tracing::info!(events = report.events, commits = report.commits, "node stopped cleanly");
+    Ok(report)
+}

@@ -1,0 +1,68 @@
+//! The node's HTTP server (actix-web, on the node's actix runtime): `GET /metrics` in the
+//! Prometheus text format and `GET /healthz`.
+
+use std::net::SocketAddr;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, HttpResponse, HttpServer};
+use faust_actors::Metrics;
+
+use crate::error::Error;
+
+async fn metrics(m: web::Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(m.encode())
+}
+
+/// 200 while the consumer serves its group, 503 otherwise; the body says which.
+async fn healthz(m: web::Data<Metrics>) -> HttpResponse {
+    let up = m.consumer_up.get() >= 1.0;
+    let active = m.assigned_partitions.with_label_values(&["active"]).get();
+    let body = serde_json::json!({
+        "status": if up { "ok" } else { "unavailable" },
+        "consumer": if up { "up" } else { "down" },
+        "active_partitions": active,
+    });
+    if up {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// A started server: the future to spawn, its handle and the addresses it listens on.
+pub(crate) struct Web {
+    pub(crate) server: Server,
+    pub(crate) handle: ServerHandle,
+    pub(crate) addrs: Vec<SocketAddr>,
+}
+
+/// Binds `bind` and builds the server (spawn `server` to serve).
+///
+/// # Errors
+/// [`Error::WebBind`] when the address cannot be bound.
+pub(crate) fn start(bind: &str, metrics: Metrics) -> Result<Web, Error> {
+    let data = web::Data::new(metrics);
+    let http = HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .route("/metrics", web::get().to(self::metrics))
+            .route("/healthz", web::get().to(healthz))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(2)
+    .bind(bind)
+    .map_err(|source| Error::WebBind {
+        bind: bind.into(),
+        source,
+    })?;
+    let addrs = http.addrs();
+    let server = http.run();
+    Ok(Web {
+        handle: server.handle(),
+        server,
+        addrs,
+    })
+}

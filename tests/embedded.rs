@@ -1,0 +1,222 @@
+//! End-to-end tests on the embedded broker (librdkafka's mock cluster, owned by each test):
+//! a node counts page views, and its table, offsets and metrics are checked exactly.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{config, logs, wait_for, Kafka, PARTITIONS, TOPIC};
+use faust::demo::{page_counts, PageView, PageViews};
+use faust::{Agent, AgentError, App, Event, Store, Table, TableSpec};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn stored_counts(path: &std::path::Path, table: &Table<String, u64>) -> HashMap<String, u64> {
+    let store = Store::open_existing(path).expect("store");
+    store.table_contents(table).expect("table")
+}
+
+#[test]
+fn counts_equal_the_truth_and_offsets_reach_the_end() {
+    logs();
+    let kafka = Kafka::new();
+    let n = 3_000;
+    let truth = kafka.produce_page_views(n, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let cfg = config(&kafka.bootstrap(), &store, "count-exact");
+
+    let mut node = App::new().agent(PageViews::new()).spawn(cfg).unwrap();
+    let info = node.wait_ready(WAIT).unwrap();
+    assert!(info.web_addr.is_some());
+    wait_for("every event", WAIT, || info.metrics.agent_events("page_views") >= n as u64);
+    let report = node.stop().unwrap();
+
+    assert_eq!(report.events, n as u64, "each event handled exactly once");
+    assert!(report.commits > 0);
+    assert_eq!(stored_counts(&store, &page_counts()), truth);
+    let committed = kafka.committed("count-exact");
+    assert_eq!(committed.len(), PARTITIONS as usize, "{committed:?}");
+    assert_eq!(committed.values().sum::<i64>(), n as i64, "{committed:?}");
+}
+
+#[test]
+fn a_restarted_node_continues_where_it_stopped() {
+    logs();
+    let kafka = Kafka::new();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let cfg = config(&kafka.bootstrap(), &store, "restart");
+
+    let first = kafka.produce_page_views(1_500, 2);
+    let mut node = App::new().agent(PageViews::new()).spawn(cfg.clone()).unwrap();
+    let info = node.wait_ready(WAIT).unwrap();
+    wait_for("first run", WAIT, || info.metrics.agent_events("page_views") >= 1_500);
+    assert_eq!(node.stop().unwrap().events, 1_500);
+
+    let second = kafka.produce_page_views(1_000, 3);
+    let mut node = App::new().agent(PageViews::new()).spawn(cfg).unwrap();
+    let info = node.wait_ready(WAIT).unwrap();
+    wait_for("second run", WAIT, || info.metrics.agent_events("page_views") >= 1_000);
+    let report = node.stop().unwrap();
+    assert_eq!(report.events, 1_000, "the second run reads only the new events");
+
+    let mut truth = first;
+    for (url, n) in second {
+        *truth.entry(url).or_insert(0) += n;
+    }
+    assert_eq!(stored_counts(&store, &page_counts()), truth);
+    assert_eq!(kafka.committed("restart").values().sum::<i64>(), 2_500);
+}
+
+/// Counts like `PageViews`, but panics the first time it sees every 97th offset of a partition.
+struct Flaky {
+    counts: Table<String, u64>,
+    panicked: Arc<Mutex<HashSet<(i32, i64)>>>,
+}
+
+impl Agent for Flaky {
+    type Key = String;
+    type Value = PageView;
+
+    fn name(&self) -> &str {
+        "flaky"
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec![TOPIC.into()]
+    }
+
+    fn tables(&self) -> Vec<TableSpec> {
+        vec![self.counts.spec()]
+    }
+
+    async fn handle(&self, event: &mut Event<'_, String, PageView>) -> Result<(), AgentError> {
+        let url = event.value().url.clone();
+        // The write happens before the panic: it must be rolled back, not counted twice.
+        event.table(&self.counts)?.update(url, |n| n.unwrap_or(0) + 1)?;
+        let id = (event.partition(), event.offset());
+        if event.offset() % 97 == 13 && self.panicked.lock().unwrap().insert(id) {
+            panic!("injected panic at {id:?}");
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panicking_agent_is_restarted_and_loses_nothing() {
+    logs();
+    let kafka = Kafka::new();
+    let n = 2_000;
+    let truth = kafka.produce_page_views(n, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let counts = page_counts();
+    let panicked = Arc::new(Mutex::new(HashSet::new()));
+    let agent = Flaky {
+        counts: counts.clone(),
+        panicked: panicked.clone(),
+    };
+
+    let mut node = App::new()
+        .agent(agent)
+        .spawn(config(&kafka.bootstrap(), &store, "flaky"))
+        .unwrap();
+    let info = node.wait_ready(WAIT).unwrap();
+    wait_for("every event", WAIT, || info.metrics.agent_events("flaky") >= n as u64);
+    let restarts = info
+        .metrics
+        .agent_restarts_total
+        .with_label_values(&["flaky"])
+        .get();
+    let report = node.stop().unwrap();
+
+    let panics = panicked.lock().unwrap().len() as u64;
+    assert!(panics >= 4 * (n as u64 / PARTITIONS as u64 / 97), "panics injected: {panics}");
+    assert_eq!(restarts, panics, "one actor restart per panic");
+    assert_eq!(report.events, n as u64);
+    assert_eq!(stored_counts(&store, &counts), truth, "no event lost or counted twice");
+}
+
+#[test]
+fn malformed_records_are_counted_and_skipped_and_good_ones_all_counted() {
+    logs();
+    let kafka = Kafka::new();
+    let truth = kafka.produce_page_views(500, 5);
+    let bad: Vec<(&str, &[u8])> = vec![
+        ("/page/1", b"{\"url\": \"/page/1\", \"user\": "),
+        ("/page/2", b"not json at all"),
+        ("/page/3", b"{\"url\": 3, \"user\": \"u\", \"ts\": 1}"),
+    ];
+    kafka.produce(bad.into_iter());
+    let more = kafka.produce_page_views(500, 6);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+
+    let mut node = App::new()
+        .agent(PageViews::new())
+        .spawn(config(&kafka.bootstrap(), &store, "bad-input"))
+        .unwrap();
+    let info = node.wait_ready(WAIT).unwrap();
+    wait_for("every record", WAIT, || info.metrics.agent_events("page_views") >= 1_003);
+    let invalid = info
+        .metrics
+        .invalid_records_total
+        .with_label_values(&["page_views", "value"])
+        .get();
+    node.stop().unwrap();
+
+    assert_eq!(invalid, 3);
+    let mut truth = truth;
+    for (url, n) in more {
+        *truth.entry(url).or_insert(0) += n;
+    }
+    assert_eq!(stored_counts(&store, &page_counts()), truth);
+    assert_eq!(kafka.committed("bad-input").values().sum::<i64>(), 1_003);
+}
+
+#[test]
+fn metrics_and_health_are_served_over_http() {
+    logs();
+    let kafka = Kafka::new();
+    kafka.produce_page_views(200, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = App::new()
+        .agent(PageViews::new())
+        .spawn(config(&kafka.bootstrap(), &dir.path().join("s"), "http"))
+        .unwrap();
+    let info = node.wait_ready(WAIT).unwrap();
+    let addr = info.web_addr.unwrap();
+    wait_for("events", WAIT, || info.metrics.agent_events("page_views") >= 200);
+    wait_for("a commit", WAIT, || info.metrics.commits_total.get() > 0);
+    let body = http_get(addr, "/metrics");
+    let events: u64 = body
+        .lines()
+        .filter(|l| l.starts_with("faust_events_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(events, 200, "{body}");
+    assert!(body.contains("faust_assigned_partitions{role=\"active\"} 4"), "{body}");
+    let keys = body
+        .lines()
+        .find(|l| l.starts_with("faust_table_keys{table=\"page_counts\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<i64>().ok());
+    assert!(keys.is_some_and(|k| k > 0), "{body}");
+    let health = http_get(addr, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.contains("\"active_partitions\":4"), "{health}");
+    node.stop().unwrap();
+}
+
+/// A minimal HTTP/1.1 GET (keeps the tests free of an HTTP client dependency).
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
