@@ -6,11 +6,15 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, LogConfig, LogFormat};
+use crate::config::{Config, ConfigErrors, LogConfig, LogFormat};
 use crate::node::App;
 
 #[derive(Debug, Parser)]
-#[command(name = "faust-node", version, about = "A faust-rs stream processing node")]
+#[command(
+    name = "faust-node",
+    version,
+    about = "A faust-rs stream processing node"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,12 +40,17 @@ enum Command {
 const BAD_CONFIG: u8 = 2;
 
 fn load(app: &App, path: &std::path::Path) -> Result<Config, String> {
-    let config = Config::load(path).map_err(|e| e.to_string())?;
-    app.check(&config).map_err(|mut e| {
-        e.file = path.display().to_string();
-        e.to_string()
-    })?;
-    Ok(config)
+    let (config, mut issues) =
+        Config::load_partial(path, std::env::vars()).map_err(|e| e.to_string())?;
+    let file = path.display().to_string();
+    issues.extend(app.issues(&config).into_iter().map(|mut i| {
+        i.origin = file.clone();
+        i
+    }));
+    match issues.is_empty() {
+        true => Ok(config),
+        false => Err(ConfigErrors { file, issues }.to_string()),
+    }
 }
 
 /// Sets up `tracing` from `[log]` (`RUST_LOG` wins); a no-op when already set up.
@@ -58,7 +67,10 @@ pub fn init_logging(log: &LogConfig) {
 
 async fn termination() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM received"),

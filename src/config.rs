@@ -280,6 +280,26 @@ impl Config {
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigErrors> {
+        let (config, issues) = Self::load_partial(path, env)?;
+        if issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors {
+                file: path.display().to_string(),
+                issues,
+            })
+        }
+    }
+
+    /// Loads what can be loaded: the config (bad fields left at their defaults) and every
+    /// problem found, so that callers can add checks of their own before reporting.
+    ///
+    /// # Errors
+    /// Only when nothing can be loaded: the file is missing or is not valid TOML.
+    pub fn load_partial(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, Vec<Issue>), ConfigErrors> {
         let file = path.display().to_string();
         let fail = |message: String| ConfigErrors {
             file: file.clone(),
@@ -316,17 +336,14 @@ impl Config {
         let config = loader.config(root);
         for mut issue in config.check() {
             let var = format!("FAUST__{}", issue.key.replace('.', "__").to_uppercase());
-            issue.origin = if overridden.contains(&var) { var } else { file.clone() };
+            issue.origin = if overridden.contains(&var) {
+                var
+            } else {
+                file.clone()
+            };
             loader.issues.push(issue);
         }
-        if loader.issues.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigErrors {
-                file,
-                issues: loader.issues,
-            })
-        }
+        Ok((config, loader.issues))
     }
 
     /// Checks that values make sense together (types are checked while loading).
@@ -340,7 +357,10 @@ impl Config {
             })
         };
         if self.app.id.is_empty() {
-            bad("app.id", "is required: the consumer group id and topic prefix".into());
+            bad(
+                "app.id",
+                "is required: the consumer group id and topic prefix".into(),
+            );
         } else if !self
             .app
             .id
@@ -350,15 +370,27 @@ impl Config {
             bad("app.id", format!("`{}` may only hold ASCII letters, digits, `.`, `_` and `-` (it prefixes topic names)", self.app.id));
         }
         if self.broker.bootstrap.trim().is_empty() {
-            bad("broker.bootstrap", "is empty: use \"embedded\" or host:port[,host:port]".into());
+            bad(
+                "broker.bootstrap",
+                "is empty: use \"embedded\" or host:port[,host:port]".into(),
+            );
         }
         for key in self.broker.librdkafka.keys() {
             if OWNED_KEYS.contains(&key.as_str()) {
-                bad(&format!("broker.librdkafka.{key}"), "is set by faust-rs itself and cannot be overridden".into());
+                bad(
+                    &format!("broker.librdkafka.{key}"),
+                    "is set by faust-rs itself and cannot be overridden".into(),
+                );
             }
         }
         if self.web.enabled && self.web.bind.parse::<SocketAddr>().is_err() {
-            bad("web.bind", format!("`{}` is not an address such as 127.0.0.1:6066", self.web.bind));
+            bad(
+                "web.bind",
+                format!(
+                    "`{}` is not an address such as 127.0.0.1:6066",
+                    self.web.bind
+                ),
+            );
         }
         if self.processing.max_batch == 0 {
             bad("processing.max_batch", "must be at least 1".into());
@@ -368,15 +400,24 @@ impl Config {
         }
         for (name, topic) in &self.topics {
             if topic.partitions < 1 {
-                bad(&format!("topics.{name}.partitions"), format!("is {}: a topic has at least 1 partition", topic.partitions));
+                bad(
+                    &format!("topics.{name}.partitions"),
+                    format!("is {}: a topic has at least 1 partition", topic.partitions),
+                );
             }
         }
         if self.generator.enabled {
             if !self.topics.contains_key(&self.generator.topic) {
-                bad("generator.topic", format!("`{}` is not listed under [topics]", self.generator.topic));
+                bad(
+                    "generator.topic",
+                    format!("`{}` is not listed under [topics]", self.generator.topic),
+                );
             }
             if self.generator.urls == 0 || self.generator.users == 0 || self.generator.rate == 0 {
-                bad("generator", "rate, urls and users must be at least 1".into());
+                bad(
+                    "generator",
+                    "rate, urls and users must be at least 1".into(),
+                );
             }
         }
         out
@@ -416,7 +457,12 @@ pub struct ConfigErrors {
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.issues.len();
-        write!(f, "{n} error{} in config {}:", if n == 1 { "" } else { "s" }, self.file)?;
+        write!(
+            f,
+            "{n} error{} in config {}:",
+            if n == 1 { "" } else { "s" },
+            self.file
+        )?;
         for i in &self.issues {
             let origin = if i.origin.is_empty() || i.origin == self.file {
                 String::new()
@@ -443,7 +489,8 @@ impl Loader {
             Some("the environment") | None => {
                 format!("FAUST__{}", key.replace('.', "__").to_uppercase())
             }
-            Some(o) => o.to_owned(),
+            // The config crate names files relative to the working directory; say it as given.
+            Some(_) => self.file.clone(),
         }
     }
 
@@ -475,7 +522,11 @@ impl Loader {
         }
         for (key, value) in root {
             let known = serde_introspect::<Config>().join(", ");
-            self.issue(&key, &value, format!("unknown section (known sections: {known})"));
+            self.issue(
+                &key,
+                &value,
+                format!("unknown section (known sections: {known})"),
+            );
         }
         config
     }
@@ -500,7 +551,11 @@ impl Loader {
         for (k, v) in self.table(name, value) {
             let key = format!("{name}.{k}");
             if !known.contains(&k.as_str()) {
-                self.issue(&key, &v, format!("unknown key (known keys: {})", known.join(", ")));
+                self.issue(
+                    &key,
+                    &v,
+                    format!("unknown key (known keys: {})", known.join(", ")),
+                );
                 continue;
             }
             let single = Value::new(None, ValueKind::Table([(k.clone(), v.clone())].into()));

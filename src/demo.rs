@@ -49,7 +49,9 @@ impl Agent for PageViews {
 
     async fn handle(&self, event: &mut Event<'_, String, PageView>) -> Result<(), AgentError> {
         let url = event.value().url.clone();
-        event.table(&self.counts)?.update(url, |n| n.unwrap_or(0) + 1)?;
+        event
+            .table(&self.counts)?
+            .update(url, |n| n.unwrap_or(0) + 1)?;
         Ok(())
     }
 }

@@ -83,10 +83,17 @@ pub async fn run(
         }
         budget += per_tick;
         while budget >= 1.0 && total < limit {
-            let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            let ts = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
             let view = source.next_view(ts);
-            let Ok(value) = serde_json::to_vec(&view) else { continue };
-            let record = FutureRecord::to(&config.topic).key(&view.url).payload(&value).timestamp(ts);
+            let Ok(value) = serde_json::to_vec(&view) else {
+                continue;
+            };
+            let record = FutureRecord::to(&config.topic)
+                .key(&view.url)
+                .payload(&value)
+                .timestamp(ts);
             match producer.send_result(record) {
                 Ok(_delivery) => {
                     budget -= 1.0;

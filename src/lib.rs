@@ -36,3 +36,8 @@ pub use faust_actors::{
     Agent, AgentError, Codec, Event, Header, Metrics, Record, Store, Table, TableSpec, TableView,
 };
 pub use node::{App, NodeHandle, NodeInfo, NodeReport};
+
+/// The README's code blocks, compiled as doctests so the documented example keeps working.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -81,6 +81,20 @@ impl App {
     /// Every problem found, together with [`Config::check`]'s.
     pub fn check(&self, config: &Config) -> Result<(), ConfigErrors> {
         let mut issues = config.check();
+        issues.extend(self.issues(config));
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors {
+                file: "the configuration".into(),
+                issues,
+            })
+        }
+    }
+
+    /// The problems between `config` and the agents (beyond [`Config::check`]'s).
+    pub fn issues(&self, config: &Config) -> Vec<Issue> {
+        let mut issues = Vec::new();
         let mut bad = |key: String, message: String| {
             issues.push(Issue {
                 key,
@@ -95,7 +109,10 @@ impl App {
         let mut tables = BTreeSet::new();
         for agent in &self.agents {
             if !names.insert(agent.name().to_owned()) {
-                bad(String::new(), format!("two agents are named `{}`", agent.name()));
+                bad(
+                    String::new(),
+                    format!("two agents are named `{}`", agent.name()),
+                );
             }
             let topics = agent.topics();
             for topic in &topics {
@@ -105,21 +122,17 @@ impl App {
             }
             for spec in agent.tables() {
                 if !tables.insert(spec.name.to_string()) {
-                    bad(String::new(), format!("table `{}` is declared twice", spec.name));
+                    bad(
+                        String::new(),
+                        format!("table `{}` is declared twice", spec.name),
+                    );
                 }
                 if topics.len() != 1 {
                     bad(String::new(), format!("agent `{}` has table `{}` but consumes {} topics: a table is sharded like exactly one source topic", agent.name(), spec.name, topics.len()));
                 }
             }
         }
-        if issues.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigErrors {
-                file: "the configuration".into(),
-                issues,
-            })
-        }
+        issues
     }
 
     /// Parses the command line (`worker --config FILE`, `validate --config FILE`) and runs it.
@@ -154,9 +167,10 @@ impl App {
             true => Some(EmbeddedBroker::start(&config.topics)?),
             false => None,
         };
-        let bootstrap = embedded
-            .as_ref()
-            .map_or_else(|| config.broker.bootstrap.clone(), EmbeddedBroker::bootstrap);
+        let bootstrap = embedded.as_ref().map_or_else(
+            || config.broker.bootstrap.clone(),
+            EmbeddedBroker::bootstrap,
+        );
         let system = actix::System::new();
         let result = system.block_on(node_main(
             self.agents,
@@ -332,11 +346,16 @@ async fn connect(
     .await
     .map_err(|e| unreachable(e.to_string()))?;
     let topics = metadata.map_err(|e| unreachable(format!("{e} (waited {timeout:?})")))?;
-    let cluster = cluster.ok_or_else(|| unreachable("the broker did not say its cluster id".into()))?;
+    let cluster =
+        cluster.ok_or_else(|| unreachable("the broker did not say its cluster id".into()))?;
     Ok((cluster, topics))
 }
 
-fn check_topics(config: &Config, topics: &HashMap<String, usize>, bootstrap: &str) -> Result<(), Error> {
+fn check_topics(
+    config: &Config,
+    topics: &HashMap<String, usize>,
+    bootstrap: &str,
+) -> Result<(), Error> {
     for (name, topic) in &config.topics {
         match topics.get(name) {
             None => {
@@ -368,18 +387,22 @@ async fn node_main(
     on_ready: impl FnOnce(NodeInfo),
 ) -> Result<NodeReport, Error> {
     let metrics = Metrics::new()?;
-    let generated = IntCounter::new("faust_generator_records_total", "Records sent by the generator")
-        .map_err(|source| faust_actors::Error::Metrics { source })?;
+    let generated = IntCounter::new(
+        "faust_generator_records_total",
+        "Records sent by the generator",
+    )
+    .map_err(|source| faust_actors::Error::Metrics { source })?;
     metrics
         .registry()
         .register(Box::new(generated.clone()))
         .map_err(|source| faust_actors::Error::Metrics { source })?;
-    let producer: FutureProducer = client_config(&config, &bootstrap)
-        .create()
-        .map_err(|e| Error::BrokerUnreachable {
-            bootstrap: bootstrap.clone(),
-            reason: format!("cannot create a producer: {e}"),
-        })?;
+    let producer: FutureProducer =
+        client_config(&config, &bootstrap)
+            .create()
+            .map_err(|e| Error::BrokerUnreachable {
+                bootstrap: bootstrap.clone(),
+                reason: format!("cannot create a producer: {e}"),
+            })?;
     let (cluster_id, broker_topics) = connect(&producer, &config, &bootstrap).await?;
     check_topics(&config, &broker_topics, &bootstrap)?;
     let store_path = config.store_path();
@@ -387,7 +410,12 @@ async fn node_main(
         true => OnClusterMismatch::Archive,
         false => OnClusterMismatch::Fail,
     };
-    let store = Store::open(&store_path, &cluster_id, on_mismatch, config.store.cache_mb << 20)?;
+    let store = Store::open(
+        &store_path,
+        &cluster_id,
+        on_mismatch,
+        config.store.cache_mb << 20,
+    )?;
     let web = match config.web.enabled {
         true => Some(web::start(&config.web.bind, metrics.clone())?),
         false => None,
@@ -471,14 +499,18 @@ async fn node_main(
     if let Some(g) = generator {
         let _ = tokio::time::timeout(Duration::from_secs(5), g).await;
     }
-    if tokio::time::timeout(bound, coordinator.send(StopAll)).await.is_err() {
+    if tokio::time::timeout(bound, coordinator.send(StopAll))
+        .await
+        .is_err()
+    {
         failures.push("committing partitions");
     }
     let closed = tokio::task::spawn_blocking(move || consumer.close(bound)).await;
     if !matches!(closed, Ok(Ok(()))) {
         failures.push("closing the consumer");
     }
-    let flushed = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
+    let flushed =
+        tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
     if !matches!(flushed, Ok(Ok(()))) {
         failures.push("flushing the producer");
     }
@@ -489,8 +521,8 @@ async fn node_main(
     for w in &workers {
         w.stop();
     }
-    let _ = tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join())))
-        .await;
+    let _ =
+        tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join()))).await;
     let report = NodeReport {
         events: metrics.all_events(),
         commits: metrics.commits_total.get(),
@@ -499,6 +531,10 @@ async fn node_main(
         tracing::error!(?failures, "node stopped, but not cleanly");
         return Err(Error::ShutdownTimeout { what, after: bound });
     }
-    tracing::info!(events = report.events, commits = report.commits, "node stopped cleanly");
+    tracing::info!(
+        events = report.events,
+        commits = report.commits,
+        "node stopped cleanly"
+    );
     Ok(report)
 }

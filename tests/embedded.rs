@@ -31,7 +31,9 @@ fn counts_equal_the_truth_and_offsets_reach_the_end() {
     let mut node = App::new().agent(PageViews::new()).spawn(cfg).unwrap();
     let info = node.wait_ready(WAIT).unwrap();
     assert!(info.web_addr.is_some());
-    wait_for("every event", WAIT, || info.metrics.agent_events("page_views") >= n as u64);
+    wait_for("every event", WAIT, || {
+        info.metrics.agent_events("page_views") >= n as u64
+    });
     let report = node.stop().unwrap();
 
     assert_eq!(report.events, n as u64, "each event handled exactly once");
@@ -51,17 +53,27 @@ fn a_restarted_node_continues_where_it_stopped() {
     let cfg = config(&kafka.bootstrap(), &store, "restart");
 
     let first = kafka.produce_page_views(1_500, 2);
-    let mut node = App::new().agent(PageViews::new()).spawn(cfg.clone()).unwrap();
+    let mut node = App::new()
+        .agent(PageViews::new())
+        .spawn(cfg.clone())
+        .unwrap();
     let info = node.wait_ready(WAIT).unwrap();
-    wait_for("first run", WAIT, || info.metrics.agent_events("page_views") >= 1_500);
+    wait_for("first run", WAIT, || {
+        info.metrics.agent_events("page_views") >= 1_500
+    });
     assert_eq!(node.stop().unwrap().events, 1_500);
 
     let second = kafka.produce_page_views(1_000, 3);
     let mut node = App::new().agent(PageViews::new()).spawn(cfg).unwrap();
     let info = node.wait_ready(WAIT).unwrap();
-    wait_for("second run", WAIT, || info.metrics.agent_events("page_views") >= 1_000);
+    wait_for("second run", WAIT, || {
+        info.metrics.agent_events("page_views") >= 1_000
+    });
     let report = node.stop().unwrap();
-    assert_eq!(report.events, 1_000, "the second run reads only the new events");
+    assert_eq!(
+        report.events, 1_000,
+        "the second run reads only the new events"
+    );
 
     let mut truth = first;
     for (url, n) in second {
@@ -96,7 +108,9 @@ impl Agent for Flaky {
     async fn handle(&self, event: &mut Event<'_, String, PageView>) -> Result<(), AgentError> {
         let url = event.value().url.clone();
         // The write happens before the panic: it must be rolled back, not counted twice.
-        event.table(&self.counts)?.update(url, |n| n.unwrap_or(0) + 1)?;
+        event
+            .table(&self.counts)?
+            .update(url, |n| n.unwrap_or(0) + 1)?;
         let id = (event.partition(), event.offset());
         if event.offset() % 97 == 13 && self.panicked.lock().unwrap().insert(id) {
             panic!("injected panic at {id:?}");
@@ -125,7 +139,9 @@ fn a_panicking_agent_is_restarted_and_loses_nothing() {
         .spawn(config(&kafka.bootstrap(), &store, "flaky"))
         .unwrap();
     let info = node.wait_ready(WAIT).unwrap();
-    wait_for("every event", WAIT, || info.metrics.agent_events("flaky") >= n as u64);
+    wait_for("every event", WAIT, || {
+        info.metrics.agent_events("flaky") >= n as u64
+    });
     let restarts = info
         .metrics
         .agent_restarts_total
@@ -134,10 +150,17 @@ fn a_panicking_agent_is_restarted_and_loses_nothing() {
     let report = node.stop().unwrap();
 
     let panics = panicked.lock().unwrap().len() as u64;
-    assert!(panics >= 4 * (n as u64 / PARTITIONS as u64 / 97), "panics injected: {panics}");
+    assert!(
+        panics >= 4 * (n as u64 / PARTITIONS as u64 / 97),
+        "panics injected: {panics}"
+    );
     assert_eq!(restarts, panics, "one actor restart per panic");
     assert_eq!(report.events, n as u64);
-    assert_eq!(stored_counts(&store, &counts), truth, "no event lost or counted twice");
+    assert_eq!(
+        stored_counts(&store, &counts),
+        truth,
+        "no event lost or counted twice"
+    );
 }
 
 #[test]
@@ -160,7 +183,9 @@ fn malformed_records_are_counted_and_skipped_and_good_ones_all_counted() {
         .spawn(config(&kafka.bootstrap(), &store, "bad-input"))
         .unwrap();
     let info = node.wait_ready(WAIT).unwrap();
-    wait_for("every record", WAIT, || info.metrics.agent_events("page_views") >= 1_003);
+    wait_for("every record", WAIT, || {
+        info.metrics.agent_events("page_views") >= 1_003
+    });
     let invalid = info
         .metrics
         .invalid_records_total
@@ -189,7 +214,9 @@ fn metrics_and_health_are_served_over_http() {
         .unwrap();
     let info = node.wait_ready(WAIT).unwrap();
     let addr = info.web_addr.unwrap();
-    wait_for("events", WAIT, || info.metrics.agent_events("page_views") >= 200);
+    wait_for("events", WAIT, || {
+        info.metrics.agent_events("page_views") >= 200
+    });
     wait_for("a commit", WAIT, || info.metrics.commits_total.get() > 0);
     let body = http_get(addr, "/metrics");
     let events: u64 = body
@@ -198,7 +225,10 @@ fn metrics_and_health_are_served_over_http() {
         .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
         .sum();
     assert_eq!(events, 200, "{body}");
-    assert!(body.contains("faust_assigned_partitions{role=\"active\"} 4"), "{body}");
+    assert!(
+        body.contains("faust_assigned_partitions{role=\"active\"} 4"),
+        "{body}"
+    );
     let keys = body
         .lines()
         .find(|l| l.starts_with("faust_table_keys{table=\"page_counts\"}"))
@@ -215,7 +245,11 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out

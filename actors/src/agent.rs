@@ -349,15 +349,16 @@ impl<A: Agent> ErasedAgent for Typed<A> {
     ) -> LocalBoxFuture<'a, Result<(), Failure>> {
         Box::pin(async move {
             let (kc, vc) = outbox.codecs().get(&record.topic);
-            let key = match record.key.as_deref() {
-                Some(bytes) => Some(kc.decode::<A::Key>("key", bytes).map_err(|error| {
-                    Failure::Invalid {
-                        reason: "key",
-                        error,
-                    }
-                })?),
-                None => None,
-            };
+            let key =
+                match record.key.as_deref() {
+                    Some(bytes) => Some(kc.decode::<A::Key>("key", bytes).map_err(|error| {
+                        Failure::Invalid {
+                            reason: "key",
+                            error,
+                        }
+                    })?),
+                    None => None,
+                };
             let Some(raw) = record.value.as_deref() else {
                 return Err(Failure::Invalid {
                     reason: "null_value",

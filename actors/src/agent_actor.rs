@@ -84,7 +84,10 @@ impl Supervised for AgentActor {
             .agent_restarts_total
             .with_label_values(&[self.agent.name()])
             .inc();
-        tracing::warn!(agent = self.agent.name(), "agent actor restarted after a panic");
+        tracing::warn!(
+            agent = self.agent.name(),
+            "agent actor restarted after a panic"
+        );
     }
 }
 

@@ -99,18 +99,36 @@ mod tests {
         }
         let bytes = Codec::String.encode("key", "/home").unwrap();
         assert_eq!(bytes, b"/home");
-        assert_eq!(Codec::String.decode::<String>("key", &bytes).unwrap(), "/home");
+        assert_eq!(
+            Codec::String.decode::<String>("key", &bytes).unwrap(),
+            "/home"
+        );
         assert_eq!(Codec::String.decode::<u64>("key", b"42").unwrap(), 42);
     }
 
     #[test]
     fn bad_bytes_give_an_error_naming_codec_and_cause() {
-        let err = Codec::Json.decode::<View>("value", b"{\"url\":").unwrap_err();
+        let err = Codec::Json
+            .decode::<View>("value", b"{\"url\":")
+            .unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("cannot decode value with the json codec"), "{text}");
-        let err = Codec::String.decode::<String>("key", &[0xff, 0xfe]).unwrap_err();
+        assert!(
+            text.starts_with("cannot decode value with the json codec"),
+            "{text}"
+        );
+        let err = Codec::String
+            .decode::<String>("key", &[0xff, 0xfe])
+            .unwrap_err();
         assert!(err.to_string().contains("not UTF-8"), "{err}");
-        let err = Codec::String.encode("key", &View { url: "x".into(), ts: 1 }).unwrap_err();
+        let err = Codec::String
+            .encode(
+                "key",
+                &View {
+                    url: "x".into(),
+                    ts: 1,
+                },
+            )
+            .unwrap_err();
         assert!(err.to_string().contains("string codec"), "{err}");
     }
 }

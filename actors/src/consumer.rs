@@ -23,7 +23,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::coordinator::{Assigned, Coordinator, Revoke};
+use crate::coordinator::{Assigned, AssignedPart, Coordinator, Revoke};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::reader::PartitionReader;
@@ -73,9 +73,11 @@ impl NodeContext {
             match self.store.next_offset(&part.topic, part.partition) {
                 Ok(Some(offset)) => {
                     part.start = Some(offset);
-                    if let Err(e) =
-                        tpl.set_partition_offset(&part.topic, part.partition, Offset::Offset(offset))
-                    {
+                    if let Err(e) = tpl.set_partition_offset(
+                        &part.topic,
+                        part.partition,
+                        Offset::Offset(offset),
+                    ) {
                         tracing::error!(topic = %part.topic, partition = part.partition, error = %e,
                             "cannot set the start offset from the store");
                     }
@@ -92,7 +94,12 @@ impl NodeContext {
         let mut assigned = Vec::new();
         for part in parts {
             match PartitionReader::split(&arc, part.topic.clone(), part.partition) {
-                Some(reader) => assigned.push((part.topic, part.partition, part.start, reader)),
+                Some(reader) => assigned.push(AssignedPart {
+                    topic: part.topic,
+                    partition: part.partition,
+                    start: part.start,
+                    reader,
+                }),
                 None => tracing::error!(topic = %part.topic, partition = part.partition,
                     "cannot split the partition queue; the partition will not be processed"),
             }
@@ -104,7 +111,10 @@ impl NodeContext {
         if let Err(e) = result {
             tracing::error!(error = %e, "assign failed");
         }
-        self.metrics.rebalances_total.with_label_values(&["assign"]).inc();
+        self.metrics
+            .rebalances_total
+            .with_label_values(&["assign"])
+            .inc();
         match self.coordinator.get() {
             Some(c) => c.do_send(Assigned {
                 parts: assigned,
@@ -120,7 +130,10 @@ impl NodeContext {
             .into_iter()
             .map(|p| (p.topic, p.partition))
             .collect();
-        self.metrics.rebalances_total.with_label_values(&["revoke"]).inc();
+        self.metrics
+            .rebalances_total
+            .with_label_values(&["revoke"])
+            .inc();
         if let Some(c) = self.coordinator.get() {
             let (done, wait) = mpsc::sync_channel(1);
             let started = Instant::now();

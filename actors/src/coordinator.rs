@@ -19,16 +19,27 @@ use crate::agent::{AgentRef, Outbox, TopicCodecs};
 use crate::agent_actor::Work;
 use crate::consumer::{NodeConsumer, NodeContext};
 use crate::metrics::Metrics;
-use crate::partition::{Forward, PartitionActor, PartitionInit, PartitionSettings, Stop, WorkFactory};
+use crate::partition::{
+    Forward, PartitionActor, PartitionInit, PartitionSettings, Stop, WorkFactory,
+};
 use crate::reader::PartitionReader;
 use crate::record::Record;
 use crate::shard::TableSet;
 use crate::store::Store;
 use crate::throughput::RateMeter;
 
-/// Partitions newly assigned to this node, with their queues already split.
+/// One newly assigned partition, its queue already split off the consumer.
+pub(crate) struct AssignedPart {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    /// The store's next offset for it, if the store has one (the consumer starts there).
+    pub(crate) start: Option<i64>,
+    pub(crate) reader: PartitionReader<NodeContext>,
+}
+
+/// Partitions newly assigned to this node.
 pub(crate) struct Assigned {
-    pub(crate) parts: Vec<(Arc<str>, i32, Option<i64>, PartitionReader<NodeContext>)>,
+    pub(crate) parts: Vec<AssignedPart>,
     pub(crate) consumer: Arc<NodeConsumer>,
 }
 
@@ -126,7 +137,14 @@ impl Coordinator {
         let topic = topic.clone();
         Box::new(move || {
             Ok(Work {
-                tables: TableSet::open(&db, path.clone(), topic.clone(), partition, specs.clone(), cache)?,
+                tables: TableSet::open(
+                    &db,
+                    path.clone(),
+                    topic.clone(),
+                    partition,
+                    specs.clone(),
+                    cache,
+                )?,
                 outbox: Outbox::new(producer.clone(), codecs.clone()),
             })
         })
@@ -163,13 +181,21 @@ impl Coordinator {
         let worker = &self.init.workers[self.next_worker % self.init.workers.len()];
         self.next_worker += 1;
         let addr = PartitionActor::start_in_arbiter(worker, move |_| PartitionActor::new(init));
-        if let Some(old) = self.partitions.insert((topic, partition), Running { addr, revoked }) {
+        if let Some(old) = self
+            .partitions
+            .insert((topic, partition), Running { addr, revoked })
+        {
             old.revoked.store(true, Ordering::SeqCst);
             old.addr.do_send(Stop);
         }
     }
 
-    fn stop_partitions(&mut self, keys: Vec<(Arc<str>, i32)>, ctx: &mut Context<Self>, done: impl FnOnce() + 'static) {
+    fn stop_partitions(
+        &mut self,
+        keys: Vec<(Arc<str>, i32)>,
+        ctx: &mut Context<Self>,
+        done: impl FnOnce() + 'static,
+    ) {
         let stops: Vec<_> = keys
             .iter()
             .filter_map(|k| self.partitions.remove(k))
@@ -181,7 +207,10 @@ impl Coordinator {
         let timeout = self.init.stop_timeout;
         ctx.wait(
             async move {
-                if tokio::time::timeout(timeout, join_all(stops)).await.is_err() {
+                if tokio::time::timeout(timeout, join_all(stops))
+                    .await
+                    .is_err()
+                {
                     tracing::error!(?timeout, "partitions did not stop in time");
                 }
             }
@@ -214,13 +243,24 @@ impl Coordinator {
             .collect();
         for (topic, partition) in dead {
             self.partitions.remove(&(topic.clone(), partition));
-            let Some(consumer) = self.consumer.clone() else { continue };
-            let start = self.init.store.next_offset(&topic, partition).ok().flatten();
+            let Some(consumer) = self.consumer.clone() else {
+                continue;
+            };
+            let start = self
+                .init
+                .store
+                .next_offset(&topic, partition)
+                .ok()
+                .flatten();
             tracing::error!(%topic, partition, ?start,
                 "partition actor stopped on its own; restarting it from its last commit");
             match PartitionReader::split(&consumer, topic.clone(), partition) {
-                Some(reader) => self.start_partition(topic, partition, start, reader, consumer, true),
-                None => tracing::error!(%topic, partition, "cannot split the partition queue again"),
+                Some(reader) => {
+                    self.start_partition(topic, partition, start, reader, consumer, true)
+                }
+                None => {
+                    tracing::error!(%topic, partition, "cannot split the partition queue again")
+                }
             }
         }
     }
@@ -242,8 +282,9 @@ impl Handler<Assigned> for Coordinator {
             return;
         }
         self.consumer = Some(msg.consumer.clone());
-        for (topic, partition, start, reader) in msg.parts {
-            self.start_partition(topic, partition, start, reader, msg.consumer.clone(), false);
+        for p in msg.parts {
+            let consumer = msg.consumer.clone();
+            self.start_partition(p.topic, p.partition, p.start, p.reader, consumer, false);
         }
     }
 }

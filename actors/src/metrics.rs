@@ -156,7 +156,9 @@ impl Metrics {
     /// Total events finished by `agent` over all its partitions.
     pub fn agent_events(&self, agent: &str) -> u64 {
         self.sum_counter("faust_events_total", |labels| {
-            labels.iter().any(|l| l.name() == "agent" && l.value() == agent)
+            labels
+                .iter()
+                .any(|l| l.name() == "agent" && l.value() == agent)
         })
     }
 
@@ -165,7 +167,11 @@ impl Metrics {
         self.sum_counter("faust_events_total", |_| true)
     }
 
-    fn sum_counter(&self, name: &str, keep: impl Fn(&[prometheus::proto::LabelPair]) -> bool) -> u64 {
+    fn sum_counter(
+        &self,
+        name: &str,
+        keep: impl Fn(&[prometheus::proto::LabelPair]) -> bool,
+    ) -> u64 {
         self.registry
             .gather()
             .iter()
@@ -190,6 +196,9 @@ mod tests {
         assert_eq!(m.agent_events("a"), 7);
         assert_eq!(m.all_events(), 12);
         let text = m.encode();
-        assert!(text.contains("faust_events_total{agent=\"a\",partition=\"1\",topic=\"t\"} 4"), "{text}");
+        assert!(
+            text.contains("faust_events_total{agent=\"a\",partition=\"1\",topic=\"t\"} 4"),
+            "{text}"
+        );
     }
 }

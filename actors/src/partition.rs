@@ -277,7 +277,12 @@ impl PartitionActor {
         let (topic, partition) = (self.topic.clone(), self.partition);
         let seek = actix::spawn(async move {
             tokio::task::spawn_blocking(move || {
-                consumer.seek(&topic, partition, Offset::Offset(target), Duration::from_secs(10))
+                consumer.seek(
+                    &topic,
+                    partition,
+                    Offset::Offset(target),
+                    Duration::from_secs(10),
+                )
             })
             .await
         });
@@ -358,7 +363,10 @@ impl PartitionActor {
             if stored {
                 work.tables.committed(&counts);
                 for (table, _, delta) in &counts {
-                    act.metrics.table_keys.with_label_values(&[table]).add(*delta);
+                    act.metrics
+                        .table_keys
+                        .with_label_values(&[table])
+                        .add(*delta);
                 }
             }
             act.work = Some(work);
@@ -395,7 +403,10 @@ impl std::fmt::Display for Step {
         match self {
             Step::Delivery(e) => write!(f, "an output record was not delivered: {e}"),
             Step::Store(e) => write!(f, "the store write failed: {e}"),
-            Step::Kafka(e) => write!(f, "the Kafka offset commit failed (retried next interval): {e}"),
+            Step::Kafka(e) => write!(
+                f,
+                "the Kafka offset commit failed (retried next interval): {e}"
+            ),
         }
     }
 }
@@ -430,26 +441,38 @@ impl Actor for PartitionActor {
                         &self.topic,
                         &label,
                     ]),
-                    depth: self.metrics.mailbox_depth.with_label_values(&[agent.name()]),
+                    depth: self
+                        .metrics
+                        .mailbox_depth
+                        .with_label_values(&[agent.name()]),
                 }
             })
             .collect();
         if let Some(work) = &self.work {
             for (table, n) in work.tables.key_counts() {
-                self.metrics.table_keys.with_label_values(&[table]).add(n as i64);
+                self.metrics
+                    .table_keys
+                    .with_label_values(&[table])
+                    .add(n as i64);
             }
         }
-        self.metrics.assigned_partitions.with_label_values(&["active"]).inc();
+        self.metrics
+            .assigned_partitions
+            .with_label_values(&["active"])
+            .inc();
         self.counted = true;
         if self.seek_on_start {
             self.rewind(ctx);
         }
         let reader = self.reader.clone();
         let max = self.settings.max_batch;
-        ctx.add_stream(futures::stream::unfold(reader, move |r: Arc<PartitionReader<NodeContext>>| async move {
-            let batch = r.next_batch(max).await;
-            Some((batch, r))
-        }));
+        ctx.add_stream(futures::stream::unfold(
+            reader,
+            move |r: Arc<PartitionReader<NodeContext>>| async move {
+                let batch = r.next_batch(max).await;
+                Some((batch, r))
+            },
+        ));
         ctx.run_interval(self.settings.commit_interval, |act, ctx| {
             if act.needs_commit() {
                 ctx.wait(act.commit().map(|_, _, _| ()));
@@ -465,10 +488,16 @@ impl Actor for PartitionActor {
         }
         if let Some(work) = &self.work {
             for (table, n) in work.tables.key_counts() {
-                self.metrics.table_keys.with_label_values(&[table]).sub(n as i64);
+                self.metrics
+                    .table_keys
+                    .with_label_values(&[table])
+                    .sub(n as i64);
             }
         }
-        self.metrics.assigned_partitions.with_label_values(&["active"]).dec();
+        self.metrics
+            .assigned_partitions
+            .with_label_values(&["active"])
+            .dec();
         tracing::info!(topic = %self.topic, partition = self.partition,
             committed = ?self.committed, "partition stopped");
     }

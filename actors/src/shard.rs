@@ -385,10 +385,16 @@ mod tests {
             set.end_event();
         }
         assert!(set.is_dirty());
-        assert!(set.tree().is_empty(), "nothing reaches sled before a commit");
+        assert!(
+            set.tree().is_empty(),
+            "nothing reaches sled before a commit"
+        );
         apply(&mut set, 3);
         assert!(!set.is_dirty());
-        assert_eq!(stored_offset(set.tree(), Path::new("/mem")).unwrap(), Some(3));
+        assert_eq!(
+            stored_offset(set.tree(), Path::new("/mem")).unwrap(),
+            Some(3)
+        );
         let mut reopened = open(&db, &t);
         assert_eq!(reopened.key_counts().next().map(|(_, n)| n), Some(2));
         let mut items = reopened.view(&t).unwrap().items().unwrap();

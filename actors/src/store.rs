@@ -216,13 +216,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store");
         let store = Store::open(&path, "cluster-a", OnClusterMismatch::Fail, 1 << 20).unwrap();
-        store.db().open_tree("partition/t/0").unwrap().insert(b"m/offset", &7i64.to_be_bytes()).unwrap();
+        store
+            .db()
+            .open_tree("partition/t/0")
+            .unwrap()
+            .insert(b"m/offset", &7i64.to_be_bytes())
+            .unwrap();
         store.flush().unwrap();
         drop(store);
 
         let err = Store::open(&path, "cluster-b", OnClusterMismatch::Fail, 1 << 20).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("cluster-a") && text.contains("cluster-b"), "{text}");
+        assert!(
+            text.contains("cluster-a") && text.contains("cluster-b"),
+            "{text}"
+        );
         assert!(text.contains(&path.display().to_string()), "{text}");
 
         let same = Store::open(&path, "cluster-a", OnClusterMismatch::Fail, 1 << 20).unwrap();

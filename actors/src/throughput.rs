@@ -32,7 +32,10 @@ mod tests {
         let t0 = Instant::now();
         let mut m = RateMeter::default();
         assert_eq!(m.observe(t0, 100), None);
-        assert_eq!(m.observe(t0 + Duration::from_millis(500), 600), Some(1000.0));
+        assert_eq!(
+            m.observe(t0 + Duration::from_millis(500), 600),
+            Some(1000.0)
+        );
         assert_eq!(m.observe(t0 + Duration::from_millis(500), 700), None);
         assert_eq!(m.observe(t0 + Duration::from_millis(1500), 50), Some(50.0));
     }

@@ -36,7 +36,9 @@ pub struct Kafka {
 impl Kafka {
     pub fn new() -> Self {
         let cluster = MockCluster::new(1).expect("mock cluster");
-        cluster.create_topic(TOPIC, PARTITIONS, 1).expect("create topic");
+        cluster
+            .create_topic(TOPIC, PARTITIONS, 1)
+            .expect("create topic");
         Kafka { cluster }
     }
 
@@ -129,7 +131,10 @@ pub fn config(bootstrap: &str, store: &Path, app_id: &str) -> Config {
 pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -1,0 +1,137 @@
+//! Configuration: defaults, file, `FAUST__*` overrides, and every error reported at once with
+//! its key and origin.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use faust::config::{Config, LogFormat};
+
+fn write(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("node.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn defaults_then_file_then_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "[app]\nid = \"shop\"\n[web]\nbind = \"127.0.0.1:7000\"\n[processing]\ncommit_interval = \"250ms\"\n\
+         [topics.orders]\npartitions = 8\nkey_codec = \"string\"\n[broker.librdkafka]\n\"security.protocol\" = \"SASL_SSL\"\n",
+    );
+    let c = Config::load_with_env(
+        &path,
+        env(&[
+            ("FAUST__WEB__BIND", "127.0.0.1:0"),
+            ("FAUST__PROCESSING__MAX_BATCH", "64"),
+            ("OTHER__IGNORED", "x"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.app.id, "shop");
+    assert_eq!(c.web.bind, "127.0.0.1:0", "environment wins over the file");
+    assert_eq!(c.processing.max_batch, 64);
+    assert_eq!(c.processing.commit_interval, Duration::from_millis(250));
+    assert_eq!(c.broker.bootstrap, "embedded", "default");
+    assert_eq!(c.store_path(), Path::new("data").join("shop"));
+    assert_eq!(c.topics["orders"].partitions, 8);
+    assert_eq!(c.broker.librdkafka["security.protocol"], "SASL_SSL");
+    assert_eq!(c.log.format, LogFormat::Human);
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_key_and_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "[app]\nid = \"bad id!\"\n[web]\nbnd = \"127.0.0.1:1\"\n[processing]\nmax_batch = \"lots\"\n\
+         commit_interval = \"soon\"\n[topics.t]\npartitions = 0\n[surprise]\nx = 1\n\
+         [broker.librdkafka]\n\"group.id\" = \"mine\"\n",
+    );
+    let err = Config::load_with_env(&path, env(&[("FAUST__WEB__BIND", "nowhere")])).unwrap_err();
+    let text = err.to_string();
+    let file = path.display().to_string();
+    assert!(
+        text.starts_with(&format!("8 errors in config {file}:")),
+        "{text}"
+    );
+    for needle in [
+        "app.id: `bad id!` may only hold",
+        "web.bnd: unknown key (known keys: enabled, bind)",
+        "processing.max_batch: invalid type: string \"lots\"",
+        "processing.commit_interval:",
+        "topics.t.partitions: is 0",
+        "surprise: unknown section",
+        "broker.librdkafka.group.id: is set by faust-rs itself",
+        "web.bind: `nowhere` is not an address such as 127.0.0.1:6066 (from FAUST__WEB__BIND)",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+}
+
+#[test]
+fn a_missing_file_or_broken_toml_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    let err = Config::load_with_env(&missing, env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nope.toml") && err.contains("not found"),
+        "{err}"
+    );
+    let broken = write(dir.path(), "[app\nid = 1\n");
+    let err = Config::load_with_env(&broken, env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("node.toml"), "{err}");
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    for file in ["config/demo.toml", "config/page_views.toml"] {
+        let c = Config::load_with_env(Path::new(file), env(&[])).unwrap();
+        assert!(c.topics.contains_key("page_views"), "{file}");
+    }
+}
+
+#[test]
+fn validate_command_lists_errors_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "[app]\nid = \"x\"\n[web]\nbind = 5\nport = 1\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_faust-node"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("web.port: unknown key"), "{stderr}");
+    assert!(
+        stderr.contains("web.bind: `5` is not an address"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("topics.page_views: agent `page_views` consumes topic"),
+        "{stderr}"
+    );
+
+    let ok = Command::new(env!("CARGO_BIN_EXE_faust-node"))
+        .args(["validate", "--config", "config/demo.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}

@@ -1,0 +1,151 @@
+//! The shipped binary, run as a user runs it: `faust-node worker --config config/demo.toml`,
+//! scraped over HTTP, stopped with SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use faust::demo::page_counts;
+use faust::Store;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn metrics(addr: SocketAddr) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+fn sum(body: &str, prefix: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn start(store: &Path, port: u16, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_faust-node"))
+        .args(["worker", "--config", "config/demo.toml"])
+        .env("FAUST__WEB__BIND", format!("127.0.0.1:{port}"))
+        .env("FAUST__STORE__PATH", store)
+        .env("FAUST__PROCESSING__COMMIT_INTERVAL", "200ms")
+        .env("FAUST__LOG__FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// SIGTERM, then the exit status within `bound`.
+fn terminate(child: &mut Child, bound: Duration) -> std::process::ExitStatus {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > bound {
+            let _ = child.kill();
+            panic!("no exit within {bound:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `events` field of the JSON log line "node stopped cleanly".
+fn stopped_events(log: &Path) -> u64 {
+    let text = std::fs::read_to_string(log).unwrap();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "node stopped cleanly")
+        .and_then(|v| v["fields"]["events"].as_u64())
+        .unwrap_or_else(|| panic!("no clean-stop line in the log:\n{text}"))
+}
+
+fn run_once(store: &Path, log: &Path) -> u64 {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = start(store, port, log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the node exited early; see {}",
+            log.display()
+        );
+        if let Some(body) = metrics(addr) {
+            if sum(&body, "faust_events_total{") > 0.0
+                && sum(&body, "faust_table_keys{") > 0.0
+                && sum(&body, "faust_commits_total") > 0.0
+            {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "no events counted within 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = terminate(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
+    stopped_events(log)
+}
+
+#[test]
+fn demo_counts_serves_metrics_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let events = run_once(&store, &dir.path().join("first.log"));
+    assert!(events > 0);
+    let counted: u64 = Store::open_existing(&store)
+        .unwrap()
+        .table_contents(&page_counts())
+        .unwrap()
+        .values()
+        .sum();
+    assert_eq!(
+        counted, events,
+        "every processed event is in the stored table at exit"
+    );
+
+    // A second run gets a new embedded cluster: the old store must be set aside, not mixed in.
+    let log = dir.path().join("second.log");
+    let events = run_once(&store, &log);
+    let counted: u64 = Store::open_existing(&store)
+        .unwrap()
+        .table_contents(&page_counts())
+        .unwrap()
+        .values()
+        .sum();
+    assert_eq!(
+        counted, events,
+        "the new store holds only the second run's events"
+    );
+    let aside = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("store.stale-"))
+        .count();
+    assert_eq!(aside, 1, "the first run's store was moved aside");
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("moved it aside"));
+}
