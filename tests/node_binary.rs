@@ -82,6 +82,12 @@ fn stopped_events(log: &Path) -> u64 {
         .unwrap_or_else(|| panic!("no clean-stop line in the log:\n{text}"))
 }
 
+/// The sum of every count in the stored `page_counts` table.
+fn stored_total(store: &Path) -> u64 {
+    let store = Store::open_existing(store).unwrap();
+    store.table_contents(&page_counts()).unwrap().values().sum()
+}
+
 fn run_once(store: &Path, log: &Path) -> u64 {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();

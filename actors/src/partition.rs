@@ -147,6 +147,22 @@ impl PartitionActor {
         }
     }
 
+    /// Adds (`sign` = 1) or removes (-1) this partition from the held-partition and table-key
+    /// gauges.
+    fn count_held(&self, sign: i64) {
+        if let Some(work) = &self.work {
+            for (table, n) in work.tables.key_counts() {
+                let keys = self.metrics.table_keys.with_label_values(&[table]);
+                keys.add(sign * n as i64);
+            }
+        }
+        let held = self
+            .metrics
+            .assigned_partitions
+            .with_label_values(&["active"]);
+        held.add(sign);
+    }
+
     fn needs_commit(&self) -> bool {
         self.work.as_ref().is_some_and(|w| {
             self.next != self.committed || w.tables.is_dirty() || w.outbox.has_pending()
@@ -448,18 +464,7 @@ impl Actor for PartitionActor {
                 }
             })
             .collect();
-        if let Some(work) = &self.work {
-            for (table, n) in work.tables.key_counts() {
-                self.metrics
-                    .table_keys
-                    .with_label_values(&[table])
-                    .add(n as i64);
-            }
-        }
-        self.metrics
-            .assigned_partitions
-            .with_label_values(&["active"])
-            .inc();
+        self.count_held(1);
         self.counted = true;
         if self.seek_on_start {
             self.rewind(ctx);
@@ -486,18 +491,7 @@ impl Actor for PartitionActor {
         if !self.counted {
             return;
         }
-        if let Some(work) = &self.work {
-            for (table, n) in work.tables.key_counts() {
-                self.metrics
-                    .table_keys
-                    .with_label_values(&[table])
-                    .sub(n as i64);
-            }
-        }
-        self.metrics
-            .assigned_partitions
-            .with_label_values(&["active"])
-            .dec();
+        self.count_held(-1);
         tracing::info!(topic = %self.topic, partition = self.partition,
             committed = ?self.committed, "partition stopped");
     }
