@@ -121,28 +121,18 @@ fn demo_counts_serves_metrics_and_stops_cleanly_on_sigterm() {
     let store = dir.path().join("store");
     let events = run_once(&store, &dir.path().join("first.log"));
     assert!(events > 0);
-    let counted: u64 = Store::open_existing(&store)
-        .unwrap()
-        .table_contents(&page_counts())
-        .unwrap()
-        .values()
-        .sum();
     assert_eq!(
-        counted, events,
+        stored_total(&store),
+        events,
         "every processed event is in the stored table at exit"
     );
 
     // A second run gets a new embedded cluster: the old store must be set aside, not mixed in.
     let log = dir.path().join("second.log");
     let events = run_once(&store, &log);
-    let counted: u64 = Store::open_existing(&store)
-        .unwrap()
-        .table_contents(&page_counts())
-        .unwrap()
-        .values()
-        .sum();
     assert_eq!(
-        counted, events,
+        stored_total(&store),
+        events,
         "the new store holds only the second run's events"
     );
     let aside = std::fs::read_dir(dir.path())
