@@ -36,6 +36,8 @@ pub struct Config {
     pub processing: ProcessingConfig,
     /// `[topics.<name>]`: partitions and codecs of each topic the app uses.
     pub topics: BTreeMap<String, TopicConfig>,
+    /// `[agents.<name>]`: per-agent settings (input topics, sinks).
+    pub agents: BTreeMap<String, AgentConfig>,
     /// `[generator]`: the built-in synthetic page-view producer (demos, benchmarks).
     pub generator: GeneratorConfig,
     /// `[log]`: log level and format.
@@ -162,12 +164,24 @@ impl Default for ProcessingConfig {
     }
 }
 
+/// `[agents.<name>]`: settings of one registered agent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Consume these topics instead of the ones the agent names (per-environment topic names).
+    pub topics: Option<Vec<String>>,
+    /// Topics that `Event::emit` sends to, like Faust's `sink=[...]`.
+    pub sinks: Vec<String>,
+}
+
 /// `[topics.<name>]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicConfig {
-    /// Number of partitions (created so on the embedded broker; checked against a real one).
+    /// Number of partitions: created so when missing, checked when the topic exists.
     pub partitions: i32,
+    /// Replication factor for creating the topic; unset = the broker's default.
+    pub replication: Option<i32>,
     /// Codec of record keys.
     pub key_codec: Codec,
     /// Codec of record values.
@@ -178,6 +192,7 @@ impl Default for TopicConfig {
     fn default() -> Self {
         TopicConfig {
             partitions: 1,
+            replication: None,
             key_codec: Codec::Json,
             value_codec: Codec::Json,
         }
@@ -513,11 +528,18 @@ impl Loader {
             generator: self.section("generator", root.remove("generator")),
             log: self.section("log", root.remove("log")),
             topics: BTreeMap::new(),
+            agents: BTreeMap::new(),
         };
         if let Some(topics) = root.remove("topics") {
             for (name, value) in self.table("topics", topics) {
                 let key = format!("topics.{name}");
                 config.topics.insert(name, self.section(&key, Some(value)));
+            }
+        }
+        if let Some(agents) = root.remove("agents") {
+            for (name, value) in self.table("agents", agents) {
+                let key = format!("agents.{name}");
+                config.agents.insert(name, self.section(&key, Some(value)));
             }
         }
         for (key, value) in root {

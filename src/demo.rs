@@ -2,6 +2,7 @@
 //! `faust-node` and `examples/page_views.rs` both run this one definition.
 
 use faust_actors::{Agent, AgentError, Codec, Event, Table, TableSpec};
+use serde::{Deserialize, Serialize};
 
 pub use crate::generator::PageView;
 
@@ -10,17 +11,34 @@ pub fn page_counts() -> Table<String, u64> {
     Table::new("page_counts").key_codec(Codec::String)
 }
 
-/// Counts page views per URL in the `page_counts` table.
+/// What the agent emits to its sinks after each event: the URL's new count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageCount {
+    /// The page.
+    pub url: String,
+    /// Views counted so far.
+    pub count: u64,
+}
+
+/// Counts page views per URL in the `page_counts` table and emits each new count to the
+/// agent's sinks (`[agents.page_views] sinks = [...]`), keyed by URL.
 #[derive(Debug, Clone)]
 pub struct PageViews {
     counts: Table<String, u64>,
+    topic: String,
 }
 
 impl PageViews {
     /// The agent, consuming topic `page_views`.
     pub fn new() -> Self {
+        Self::on_topic("page_views")
+    }
+
+    /// The agent, consuming `topic`.
+    pub fn on_topic(topic: &str) -> Self {
         PageViews {
             counts: page_counts(),
+            topic: topic.into(),
         }
     }
 }
@@ -40,7 +58,7 @@ impl Agent for PageViews {
     }
 
     fn topics(&self) -> Vec<String> {
-        vec!["page_views".into()]
+        vec![self.topic.clone()]
     }
 
     fn tables(&self) -> Vec<TableSpec> {
@@ -49,9 +67,11 @@ impl Agent for PageViews {
 
     async fn handle(&self, event: &mut Event<'_, String, PageView>) -> Result<(), AgentError> {
         let url = event.value().url.clone();
-        event
+        let count = event
             .table(&self.counts)?
-            .update(url, |n| n.unwrap_or(0) + 1)?;
+            .update(url.clone(), |n| n.unwrap_or(0) + 1)?;
+        let out = PageCount { url, count };
+        event.emit(Some(&out.url), &out).await?;
         Ok(())
     }
 }

@@ -51,6 +51,14 @@ pub enum Error {
         /// Partitions configured.
         expected: i32,
     },
+    /// A topic could not be created.
+    #[error("cannot create topic `{topic}`: {reason}")]
+    TopicCreation {
+        /// The topic.
+        topic: String,
+        /// The broker's (or client's) reason.
+        reason: String,
+    },
     /// The embedded broker could not start.
     #[error("cannot start the embedded broker: {reason}")]
     Embedded {
@@ -77,9 +85,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A step of the shutdown did not finish in time.
-    #[error("shutdown: {what} did not finish within {after:?}")]
-    ShutdownTimeout {
+    /// A bounded step (start-up, a shutdown step) did not finish in time.
+    #[error("{what} did not finish within {after:?}")]
+    Timeout {
         /// The step.
         what: &'static str,
         /// The bound.

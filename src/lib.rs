@@ -11,6 +11,7 @@
 //! - [`config`]: typed configuration from defaults, a TOML file and `FAUST__*` variables, with
 //!   every error reported at once.
 //! - `cli`: the `worker` / `validate` command line that [`App::main`] runs.
+//! - `topics`: creating missing topics, checking partition counts.
 //! - `web`: `/metrics` (Prometheus) and `/healthz`.
 //! - [`embedded`]: the in-process broker used when `broker.bootstrap = "embedded"`.
 //! - [`generator`]: synthetic page views for demos and benchmarks.
@@ -27,6 +28,7 @@ pub mod embedded;
 pub mod error;
 pub mod generator;
 pub mod node;
+mod topics;
 mod web;
 
 pub use cli::init_logging;
@@ -34,6 +36,7 @@ pub use config::Config;
 pub use error::Error;
 pub use faust_actors::{
     Agent, AgentError, Codec, Event, Header, Metrics, Record, Store, Table, TableSpec, TableView,
+    SOURCE_HEADER,
 };
 pub use node::{App, NodeHandle, NodeInfo, NodeReport};
 

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use crate::config::{Config, ConfigErrors, Issue};
 use crate::embedded::EmbeddedBroker;
 use crate::error::Error;
-use crate::{generator, web};
+use crate::{generator, topics, web};
 
 /// A faust-rs application: its agents. Like Faust's `faust.App`, run it as a node with
 /// [`App::main`] (the `worker`/`validate` CLI), [`App::run`], or [`App::spawn`].
@@ -74,6 +74,23 @@ impl App {
         &self.agents
     }
 
+    /// The agents with their `[agents.<name>]` settings applied (input topics, sinks).
+    fn configured(&self, config: &Config) -> Vec<AgentRef> {
+        self.agents
+            .iter()
+            .map(|a| match config.agents.get(a.name()) {
+                None => a.clone(),
+                Some(c) => {
+                    let a = a.clone().with_sinks(c.sinks.clone());
+                    match &c.topics {
+                        Some(t) => a.with_topics(t.clone()),
+                        None => a,
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// Checks `config` against the agents: their topics are configured, names are unique, a
     /// table belongs to one agent consuming one topic.
     ///
@@ -107,7 +124,15 @@ impl App {
         }
         let mut names = BTreeSet::new();
         let mut tables = BTreeSet::new();
-        for agent in &self.agents {
+        for name in config.agents.keys() {
+            if !self.agents.iter().any(|a| a.name() == name) {
+                bad(
+                    format!("agents.{name}"),
+                    "no agent of that name is registered in this app".into(),
+                );
+            }
+        }
+        for agent in &self.configured(config) {
             if !names.insert(agent.name().to_owned()) {
                 bad(
                     String::new(),
@@ -171,9 +196,10 @@ impl App {
             || config.broker.bootstrap.clone(),
             EmbeddedBroker::bootstrap,
         );
+        let agents = self.configured(&config);
         let system = actix::System::new();
         let result = system.block_on(node_main(
-            self.agents,
+            agents,
             config,
             bootstrap,
             embedded.is_some(),
@@ -236,15 +262,17 @@ impl NodeHandle {
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<NodeInfo, Error> {
         match self.ready.recv_timeout(timeout) {
             Ok(info) => Ok(info),
-            Err(_) => {
-                if self.thread.as_ref().is_some_and(JoinHandle::is_finished) {
-                    self.join()?;
-                }
-                Err(Error::ShutdownTimeout {
-                    what: "node start-up",
-                    after: timeout,
+            // The node ended before it was ready: its own error says why.
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.join()?;
+                Err(Error::NodeDied {
+                    reason: "the node stopped before it was ready".into(),
                 })
             }
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout {
+                what: "node start-up",
+                after: timeout,
+            }),
         }
     }
 
@@ -333,7 +361,7 @@ async fn connect(
         bootstrap: bootstrap.into(),
         reason,
     };
-    let (metadata, cluster) = tokio::task::spawn_blocking(move || {
+    let (metadata, cluster): (_, Option<String>) = tokio::task::spawn_blocking(move || {
         let md = p.client().fetch_metadata(None, timeout).map(|md| {
             md.topics()
                 .iter()
@@ -349,33 +377,6 @@ async fn connect(
     let cluster =
         cluster.ok_or_else(|| unreachable("the broker did not say its cluster id".into()))?;
     Ok((cluster, topics))
-}
-
-fn check_topics(
-    config: &Config,
-    topics: &HashMap<String, usize>,
-    bootstrap: &str,
-) -> Result<(), Error> {
-    for (name, topic) in &config.topics {
-        match topics.get(name) {
-            None => {
-                return Err(Error::MissingTopic {
-                    topic: name.clone(),
-                    bootstrap: bootstrap.into(),
-                    partitions: topic.partitions,
-                })
-            }
-            Some(&n) if n != topic.partitions as usize => {
-                return Err(Error::PartitionMismatch {
-                    topic: name.clone(),
-                    actual: n,
-                    expected: topic.partitions,
-                })
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(())
 }
 
 async fn node_main(
@@ -404,7 +405,20 @@ async fn node_main(
                 reason: format!("cannot create a producer: {e}"),
             })?;
     let (cluster_id, broker_topics) = connect(&producer, &config, &bootstrap).await?;
-    check_topics(&config, &broker_topics, &bootstrap)?;
+    topics::check_counts(&config, &broker_topics)?;
+    let client = client_config(&config, &bootstrap);
+    let created = topics::create_missing(
+        &config,
+        &client,
+        &broker_topics,
+        config.broker.connect_timeout,
+    )
+    .await?;
+    if !created.is_empty() {
+        // Another node may have created one at the same moment with another count.
+        let (_, now) = connect(&producer, &config, &bootstrap).await?;
+        topics::check_counts(&config, &now)?;
+    }
     let store_path = config.store_path();
     let on_mismatch = match embedded {
         true => OnClusterMismatch::Archive,
@@ -529,7 +543,7 @@ async fn node_main(
     };
     if let Some(what) = failures.first() {
         tracing::error!(?failures, "node stopped, but not cleanly");
-        return Err(Error::ShutdownTimeout { what, after: bound });
+        return Err(Error::Timeout { what, after: bound });
     }
     tracing::info!(
         events = report.events,

@@ -1,5 +1,6 @@
-//! End-to-end tests on the embedded broker (librdkafka's mock cluster, owned by each test):
-//! a node counts page views, and its table, offsets and metrics are checked exactly.
+//! End-to-end tests of one node, in process: it counts page views, and its table, offsets,
+//! output and metrics are checked exactly. They run on a mock cluster owned by each test, or on
+//! the real broker `FAUST_TEST_BROKER` names.
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{config, logs, wait_for, Kafka, PARTITIONS, TOPIC};
+use common::{logs, wait_for, Kafka, PARTITIONS};
 use faust::demo::{page_counts, PageView, PageViews};
 use faust::{Agent, AgentError, App, Event, Store, Table, TableSpec};
 
@@ -21,14 +22,18 @@ fn stored_counts(path: &std::path::Path, table: &Table<String, u64>) -> HashMap<
 #[test]
 fn counts_equal_the_truth_and_offsets_reach_the_end() {
     logs();
-    let kafka = Kafka::new();
+    let kafka = Kafka::new("count");
     let n = 3_000;
     let truth = kafka.produce_page_views(n, 1);
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let cfg = config(&kafka.bootstrap(), &store, "count-exact");
+    let group = common::unique("count");
+    let cfg = kafka.config(&store, &group);
 
-    let mut node = App::new().agent(PageViews::new()).spawn(cfg).unwrap();
+    let mut node = App::new()
+        .agent(PageViews::on_topic(&kafka.topic))
+        .spawn(cfg)
+        .unwrap();
     let info = node.wait_ready(WAIT).unwrap();
     assert!(info.web_addr.is_some());
     wait_for("every event", WAIT, || {
@@ -39,24 +44,26 @@ fn counts_equal_the_truth_and_offsets_reach_the_end() {
     assert_eq!(report.events, n as u64, "each event handled exactly once");
     assert!(report.commits > 0);
     assert_eq!(stored_counts(&store, &page_counts()), truth);
-    let committed = kafka.committed("count-exact");
+    let committed = kafka.committed(&group);
     assert_eq!(committed.len(), PARTITIONS as usize, "{committed:?}");
     assert_eq!(committed.values().sum::<i64>(), n as i64, "{committed:?}");
+    kafka.assert_every_input_emitted();
+    let out: i64 = kafka.ends(&kafka.out).values().sum();
+    assert_eq!(out, n as i64, "no output sent twice after a clean run");
 }
 
 #[test]
 fn a_restarted_node_continues_where_it_stopped() {
     logs();
-    let kafka = Kafka::new();
+    let kafka = Kafka::new("restart");
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let cfg = config(&kafka.bootstrap(), &store, "restart");
+    let group = common::unique("restart");
+    let cfg = kafka.config(&store, &group);
+    let agent = PageViews::on_topic(&kafka.topic);
 
     let first = kafka.produce_page_views(1_500, 2);
-    let mut node = App::new()
-        .agent(PageViews::new())
-        .spawn(cfg.clone())
-        .unwrap();
+    let mut node = App::new().agent(agent.clone()).spawn(cfg.clone()).unwrap();
     let info = node.wait_ready(WAIT).unwrap();
     wait_for("first run", WAIT, || {
         info.metrics.agent_events("page_views") >= 1_500
@@ -64,7 +71,7 @@ fn a_restarted_node_continues_where_it_stopped() {
     assert_eq!(node.stop().unwrap().events, 1_500);
 
     let second = kafka.produce_page_views(1_000, 3);
-    let mut node = App::new().agent(PageViews::new()).spawn(cfg).unwrap();
+    let mut node = App::new().agent(agent).spawn(cfg).unwrap();
     let info = node.wait_ready(WAIT).unwrap();
     wait_for("second run", WAIT, || {
         info.metrics.agent_events("page_views") >= 1_000
@@ -80,11 +87,12 @@ fn a_restarted_node_continues_where_it_stopped() {
         *truth.entry(url).or_insert(0) += n;
     }
     assert_eq!(stored_counts(&store, &page_counts()), truth);
-    assert_eq!(kafka.committed("restart").values().sum::<i64>(), 2_500);
+    assert_eq!(kafka.committed(&group).values().sum::<i64>(), 2_500);
 }
 
 /// Counts like `PageViews`, but panics the first time it sees every 97th offset of a partition.
 struct Flaky {
+    topic: String,
     counts: Table<String, u64>,
     panicked: Arc<Mutex<HashSet<(i32, i64)>>>,
 }
@@ -98,7 +106,7 @@ impl Agent for Flaky {
     }
 
     fn topics(&self) -> Vec<String> {
-        vec![TOPIC.into()]
+        vec![self.topic.clone()]
     }
 
     fn tables(&self) -> Vec<TableSpec> {
@@ -122,7 +130,7 @@ impl Agent for Flaky {
 #[test]
 fn a_panicking_agent_is_restarted_and_loses_nothing() {
     logs();
-    let kafka = Kafka::new();
+    let kafka = Kafka::new("flaky");
     let n = 2_000;
     let truth = kafka.produce_page_views(n, 4);
     let dir = tempfile::tempdir().unwrap();
@@ -130,14 +138,14 @@ fn a_panicking_agent_is_restarted_and_loses_nothing() {
     let counts = page_counts();
     let panicked = Arc::new(Mutex::new(HashSet::new()));
     let agent = Flaky {
+        topic: kafka.topic.clone(),
         counts: counts.clone(),
         panicked: panicked.clone(),
     };
+    let mut cfg = kafka.config(&store, &common::unique("flaky"));
+    cfg.agents.clear();
 
-    let mut node = App::new()
-        .agent(agent)
-        .spawn(config(&kafka.bootstrap(), &store, "flaky"))
-        .unwrap();
+    let mut node = App::new().agent(agent).spawn(cfg).unwrap();
     let info = node.wait_ready(WAIT).unwrap();
     wait_for("every event", WAIT, || {
         info.metrics.agent_events("flaky") >= n as u64
@@ -166,7 +174,7 @@ fn a_panicking_agent_is_restarted_and_loses_nothing() {
 #[test]
 fn malformed_records_are_counted_and_skipped_and_good_ones_all_counted() {
     logs();
-    let kafka = Kafka::new();
+    let kafka = Kafka::new("bad-input");
     let truth = kafka.produce_page_views(500, 5);
     let bad: Vec<(&str, &[u8])> = vec![
         ("/page/1", b"{\"url\": \"/page/1\", \"user\": "),
@@ -178,9 +186,10 @@ fn malformed_records_are_counted_and_skipped_and_good_ones_all_counted() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
 
+    let group = common::unique("bad-input");
     let mut node = App::new()
-        .agent(PageViews::new())
-        .spawn(config(&kafka.bootstrap(), &store, "bad-input"))
+        .agent(PageViews::on_topic(&kafka.topic))
+        .spawn(kafka.config(&store, &group))
         .unwrap();
     let info = node.wait_ready(WAIT).unwrap();
     wait_for("every record", WAIT, || {
@@ -199,18 +208,18 @@ fn malformed_records_are_counted_and_skipped_and_good_ones_all_counted() {
         *truth.entry(url).or_insert(0) += n;
     }
     assert_eq!(stored_counts(&store, &page_counts()), truth);
-    assert_eq!(kafka.committed("bad-input").values().sum::<i64>(), 1_003);
+    assert_eq!(kafka.committed(&group).values().sum::<i64>(), 1_003);
 }
 
 #[test]
 fn metrics_and_health_are_served_over_http() {
     logs();
-    let kafka = Kafka::new();
+    let kafka = Kafka::new("http");
     kafka.produce_page_views(200, 7);
     let dir = tempfile::tempdir().unwrap();
     let mut node = App::new()
-        .agent(PageViews::new())
-        .spawn(config(&kafka.bootstrap(), &dir.path().join("s"), "http"))
+        .agent(PageViews::on_topic(&kafka.topic))
+        .spawn(kafka.config(&dir.path().join("s"), &common::unique("http")))
         .unwrap();
     let info = node.wait_ready(WAIT).unwrap();
     let addr = info.web_addr.unwrap();

@@ -211,7 +211,12 @@ pub struct Event<'a, K, V> {
     value: V,
     tables: &'a mut TableSet,
     outbox: &'a mut Outbox,
+    sinks: &'a [String],
 }
+
+/// The header [`Event::emit`] puts on every record: `<topic>/<partition>/<offset>` of the
+/// event that produced it, so any output can be traced back to its input.
+pub const SOURCE_HEADER: &str = "faust-source";
 
 impl<K, V> Event<'_, K, V> {
     /// The decoded key; `None` when the record had no key.
@@ -284,6 +289,37 @@ impl<K, V> Event<'_, K, V> {
             .await
     }
 
+    /// Sends `key`/`value` to every sink of this agent (`[agents.<name>] sinks` in the config),
+    /// like a Faust agent's `yield` to its `sink=[...]`; a no-op for an agent without sinks.
+    /// Each record carries a [`SOURCE_HEADER`] naming this event. Acknowledged before commit,
+    /// like [`Event::send`].
+    ///
+    /// # Errors
+    /// As [`Event::send`].
+    pub async fn emit<SK: Serialize + ?Sized, SV: Serialize + ?Sized>(
+        &mut self,
+        key: Option<&SK>,
+        value: &SV,
+    ) -> Result<()> {
+        if self.sinks.is_empty() {
+            return Ok(());
+        }
+        let r = self.record;
+        let source = [Header {
+            key: SOURCE_HEADER.into(),
+            value: Some(format!("{}/{}/{}", r.topic, r.partition, r.offset).into_bytes()),
+        }];
+        for sink in self.sinks {
+            let (kc, vc) = self.outbox.codecs().get(sink);
+            let key = key.map(|k| kc.encode("key", k)).transpose()?;
+            let value = vc.encode("value", value)?;
+            self.outbox
+                .send_raw(sink, None, key.as_deref(), Some(&value), &source)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Sends raw bytes to `topic` (optionally to one `partition`), with headers.
     ///
     /// # Errors
@@ -314,13 +350,13 @@ pub(crate) enum Failure {
 /// An agent with its types erased, so that one runtime drives agents of any key/value types.
 pub(crate) trait ErasedAgent: Send + Sync + 'static {
     fn name(&self) -> &str;
-    fn topics(&self) -> Vec<String>;
     fn tables(&self) -> Vec<TableSpec>;
     fn handle<'a>(
         &'a self,
         record: &'a Record,
         tables: &'a mut TableSet,
         outbox: &'a mut Outbox,
+        sinks: &'a [String],
     ) -> LocalBoxFuture<'a, Result<(), Failure>>;
     fn on_assign(&self, topic: &str, partition: i32);
     fn on_revoke(&self, topic: &str, partition: i32);
@@ -333,10 +369,6 @@ impl<A: Agent> ErasedAgent for Typed<A> {
         self.0.name()
     }
 
-    fn topics(&self) -> Vec<String> {
-        self.0.topics()
-    }
-
     fn tables(&self) -> Vec<TableSpec> {
         self.0.tables()
     }
@@ -346,6 +378,7 @@ impl<A: Agent> ErasedAgent for Typed<A> {
         record: &'a Record,
         tables: &'a mut TableSet,
         outbox: &'a mut Outbox,
+        sinks: &'a [String],
     ) -> LocalBoxFuture<'a, Result<(), Failure>> {
         Box::pin(async move {
             let (kc, vc) = outbox.codecs().get(&record.topic);
@@ -381,6 +414,7 @@ impl<A: Agent> ErasedAgent for Typed<A> {
                 value,
                 tables,
                 outbox,
+                sinks,
             };
             self.0.handle(&mut event).await.map_err(Failure::Agent)
         })
@@ -395,29 +429,56 @@ impl<A: Agent> ErasedAgent for Typed<A> {
     }
 }
 
-/// A registered agent, types erased: what an app hands to the runtime.
+/// A registered agent, types erased: what an app hands to the runtime, with the topics it
+/// consumes and the sinks it emits to (both settable from the config).
 #[derive(Clone)]
-pub struct AgentRef(pub(crate) Arc<dyn ErasedAgent>);
+pub struct AgentRef {
+    pub(crate) agent: Arc<dyn ErasedAgent>,
+    topics: Arc<[String]>,
+    pub(crate) sinks: Arc<[String]>,
+}
 
 impl AgentRef {
-    /// Wraps an agent for the runtime.
+    /// Wraps an agent for the runtime: its own topics, no sinks.
     pub fn new<A: Agent>(agent: A) -> Self {
-        AgentRef(Arc::new(Typed(agent)))
+        let topics = agent.topics().into();
+        AgentRef {
+            agent: Arc::new(Typed(agent)),
+            topics,
+            sinks: Arc::from([]),
+        }
+    }
+
+    /// Consumes `topics` instead of the agent's own.
+    pub fn with_topics(mut self, topics: Vec<String>) -> Self {
+        self.topics = topics.into();
+        self
+    }
+
+    /// Emits to `sinks` (see [`Event::emit`]).
+    pub fn with_sinks(mut self, sinks: Vec<String>) -> Self {
+        self.sinks = sinks.into();
+        self
     }
 
     /// The agent's name.
     pub fn name(&self) -> &str {
-        self.0.name()
+        self.agent.name()
     }
 
     /// The topics it consumes.
     pub fn topics(&self) -> Vec<String> {
-        self.0.topics()
+        self.topics.to_vec()
+    }
+
+    /// The topics it emits to.
+    pub fn sinks(&self) -> &[String] {
+        &self.sinks
     }
 
     /// The tables it declares.
     pub fn tables(&self) -> Vec<TableSpec> {
-        self.0.tables()
+        self.agent.tables()
     }
 }
 

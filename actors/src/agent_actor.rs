@@ -13,7 +13,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use futures::FutureExt;
 
-use crate::agent::{ErasedAgent, Failure, Outbox};
+use crate::agent::{AgentRef, Failure, Outbox};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::record::Record;
@@ -60,12 +60,12 @@ impl Message for Process {
 
 /// Runs one agent for one partition.
 pub(crate) struct AgentActor {
-    agent: Arc<dyn ErasedAgent>,
+    agent: AgentRef,
     metrics: Metrics,
 }
 
 impl AgentActor {
-    pub(crate) fn new(agent: Arc<dyn ErasedAgent>, metrics: Metrics) -> Self {
+    pub(crate) fn new(agent: AgentRef, metrics: Metrics) -> Self {
         AgentActor { agent, metrics }
     }
 }
@@ -107,7 +107,7 @@ impl Handler<Process> for AgentActor {
     }
 }
 
-async fn run_batch(agent: Arc<dyn ErasedAgent>, msg: Process) -> Processed {
+async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
     let Process {
         records,
         start,
@@ -115,7 +115,9 @@ async fn run_batch(agent: Arc<dyn ErasedAgent>, msg: Process) -> Processed {
     } = msg;
     let mut invalid = Vec::new();
     for (i, record) in records.iter().enumerate().skip(start) {
-        let call = agent.handle(record, &mut work.tables, &mut work.outbox);
+        let call = agent
+            .agent
+            .handle(record, &mut work.tables, &mut work.outbox, &agent.sinks);
         let stopped = match AssertUnwindSafe(call).catch_unwind().await {
             Ok(Ok(())) => {
                 work.tables.end_event();

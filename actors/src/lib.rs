@@ -34,7 +34,7 @@ pub mod store;
 pub mod table;
 pub mod throughput;
 
-pub use agent::{Agent, AgentError, AgentRef, Event, Outbox, TopicCodecs};
+pub use agent::{Agent, AgentError, AgentRef, Event, Outbox, TopicCodecs, SOURCE_HEADER};
 pub use codec::Codec;
 pub use consumer::ConsumerThread;
 pub use coordinator::{Coordinator, CoordinatorInit, StopAll};

@@ -445,10 +445,9 @@ impl Actor for PartitionActor {
             .agents
             .iter()
             .map(|agent| {
-                let erased = agent.0.clone();
-                let metrics = self.metrics.clone();
+                let (erased, metrics) = (agent.clone(), self.metrics.clone());
                 let addr = Supervisor::start(move |_| AgentActor::new(erased, metrics));
-                agent.0.on_assign(&self.topic, self.partition);
+                agent.agent.on_assign(&self.topic, self.partition);
                 AgentSlot {
                     agent: agent.clone(),
                     addr,
@@ -525,7 +524,7 @@ impl Handler<Stop> for PartitionActor {
                     "final commit failed; the next owner resumes from the last commit");
             }
             for slot in &act.slots {
-                slot.agent.0.on_revoke(&act.topic, act.partition);
+                slot.agent.agent.on_revoke(&act.topic, act.partition);
             }
             act.slots.clear();
             ctx.stop();

@@ -1,21 +1,29 @@
-//! Shared helpers of the integration tests: an embedded Kafka (librdkafka's mock cluster) that
-//! the test owns, producing page views with known counts, and reading what a node committed.
+//! Shared helpers of the integration tests.
+//!
+//! The broker comes from `FAUST_TEST_BROKER`: unset, each test owns an in-process mock cluster;
+//! set to a bootstrap list (`scripts/test` starts Apache Kafka with `scripts/kafka`), tests use
+//! that broker. Topic and group names are unique per test, so tests share a broker safely.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::time::{Duration, Instant};
+pub mod nodes;
 
-use faust::config::{Config, TopicConfig};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use faust::config::{AgentConfig, Config, TopicConfig};
 use faust::generator::PageViewSource;
 use faust::Codec;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-pub const TOPIC: &str = "page_views";
 pub const PARTITIONS: i32 = 4;
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Logs to the test harness's captured output.
 pub fn logs() {
@@ -28,22 +36,90 @@ pub fn logs() {
         .try_init();
 }
 
-/// A mock cluster owned by the test (it outlives the nodes the test starts and stops).
+/// A name no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{:x}", std::process::id(), nanos % (1 << 40))
+}
+
+enum Backend {
+    Mock(MockCluster<'static, DefaultProducerContext>),
+    Real(String),
+}
+
+/// The test's broker, with an input topic and an output topic of [`PARTITIONS`] each.
 pub struct Kafka {
-    pub cluster: MockCluster<'static, DefaultProducerContext>,
+    backend: Backend,
+    /// The input topic (page views keyed by URL).
+    pub topic: String,
+    /// The output topic (what agents emit).
+    pub out: String,
 }
 
 impl Kafka {
-    pub fn new() -> Self {
-        let cluster = MockCluster::new(1).expect("mock cluster");
-        cluster
-            .create_topic(TOPIC, PARTITIONS, 1)
-            .expect("create topic");
-        Kafka { cluster }
+    /// The broker `FAUST_TEST_BROKER` names, or a mock cluster owned by this test.
+    pub fn new(test: &str) -> Self {
+        let backend = match std::env::var("FAUST_TEST_BROKER") {
+            Ok(b) if !b.is_empty() => Backend::Real(b),
+            _ => Backend::Mock(MockCluster::new(1).expect("mock cluster")),
+        };
+        let kafka = Kafka {
+            backend,
+            topic: unique(&format!("{test}-in")),
+            out: unique(&format!("{test}-out")),
+        };
+        kafka.create_topic(&kafka.topic, PARTITIONS);
+        kafka.create_topic(&kafka.out, PARTITIONS);
+        kafka
+    }
+
+    /// A real broker only: `None` (the test is skipped, and says so) when none is given.
+    pub fn real(test: &str) -> Option<Self> {
+        match std::env::var("FAUST_TEST_BROKER") {
+            Ok(b) if !b.is_empty() => Some(Self::new(test)),
+            _ => {
+                eprintln!("skipped: `{test}` needs real Kafka (set FAUST_TEST_BROKER, as scripts/test does)");
+                None
+            }
+        }
+    }
+
+    pub fn is_real(&self) -> bool {
+        matches!(self.backend, Backend::Real(_))
     }
 
     pub fn bootstrap(&self) -> String {
-        self.cluster.bootstrap_servers()
+        match &self.backend {
+            Backend::Mock(c) => c.bootstrap_servers(),
+            Backend::Real(b) => b.clone(),
+        }
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.bootstrap());
+        c
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        match &self.backend {
+            Backend::Mock(c) => c.create_topic(name, partitions, 1).expect("create topic"),
+            Backend::Real(_) => {
+                let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
+                let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+                let res = futures::executor::block_on(admin.create_topics(
+                    [&topic],
+                    &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+                ))
+                .expect("create topics");
+                for r in res {
+                    r.expect("topic created");
+                }
+            }
+        }
     }
 
     /// Produces `n` page views (seeded) keyed by URL; returns the true count per URL.
@@ -62,35 +138,28 @@ impl Kafka {
         truth
     }
 
-    /// Produces raw key/value records and waits until all are acknowledged.
+    /// Produces raw key/value records to the input topic and waits until all are acknowledged.
     pub fn produce<'a>(&self, records: impl Iterator<Item = (&'a str, &'a [u8])>) {
-        let producer: ThreadedProducer<_> = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .create()
-            .expect("producer");
+        let producer: ThreadedProducer<_> = self.client().create().expect("producer");
         for (k, v) in records {
             producer
-                .send(BaseRecord::to(TOPIC).key(k).payload(v))
+                .send(BaseRecord::to(&self.topic).key(k).payload(v))
                 .expect("enqueue");
         }
-        producer.flush(Duration::from_secs(30)).expect("flush");
+        producer.flush(TIMEOUT).expect("flush");
     }
 
-    /// The offsets group `group` committed on the topic, per partition.
+    /// The offsets group `group` committed on the input topic, per partition.
     pub fn committed(&self, group: &str) -> HashMap<i32, i64> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .set("group.id", group)
-            .create()
-            .expect("consumer");
+        let consumer: BaseConsumer = self.client().set("group.id", group).create().unwrap();
         let mut tpl = TopicPartitionList::new();
         for p in 0..PARTITIONS {
-            tpl.add_partition(TOPIC, p);
+            tpl.add_partition(&self.topic, p);
         }
         let got = consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
+            .committed_offsets(tpl, TIMEOUT)
             .expect("committed offsets");
-        // Turn the list into plain data before the consumer is dropped.
+        // Plain data before the consumer is dropped (a live list blocks its destruction).
         let map = got
             .elements()
             .iter()
@@ -102,29 +171,115 @@ impl Kafka {
         drop(got);
         map
     }
-}
 
-/// A node config for `kafka`, storing in `store`, serving on a free port.
-pub fn config(bootstrap: &str, store: &Path, app_id: &str) -> Config {
-    let mut c = Config::default();
-    c.app.id = app_id.into();
-    c.broker.bootstrap = bootstrap.into();
-    c.broker.session_timeout = Duration::from_secs(3);
-    c.store.path = Some(store.to_path_buf());
-    c.web.bind = "127.0.0.1:0".into();
-    c.processing.commit_interval = Duration::from_millis(100);
-    c.processing.retry_backoff = Duration::from_millis(10);
-    c.processing.retry_backoff_max = Duration::from_millis(100);
-    c.processing.workers = 2;
-    c.topics.insert(
-        TOPIC.into(),
-        TopicConfig {
-            partitions: PARTITIONS,
-            key_codec: Codec::String,
-            value_codec: Codec::Json,
-        },
-    );
-    c
+    /// The end offset of each partition of `topic`.
+    pub fn ends(&self, topic: &str) -> HashMap<i32, i64> {
+        let consumer: BaseConsumer = self.client().create().unwrap();
+        (0..PARTITIONS)
+            .map(|p| (p, consumer.fetch_watermarks(topic, p, TIMEOUT).unwrap().1))
+            .collect()
+    }
+
+    /// The `faust-source` header of every record in the output topic: which input records
+    /// (partition, offset) an agent emitted something for.
+    pub fn emitted_sources(&self) -> HashSet<(i32, i64)> {
+        let ends = self.ends(&self.out);
+        let consumer: BaseConsumer = self
+            .client()
+            .set("group.id", unique("reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset(&self.out, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        drop(tpl);
+        let mut seen = HashSet::new();
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        let start = Instant::now();
+        while ends
+            .iter()
+            .any(|(p, end)| next.get(p).copied().unwrap_or(0) < *end)
+        {
+            assert!(start.elapsed() < TIMEOUT, "output topic not read in time");
+            let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let msg = msg.unwrap();
+            next.insert(msg.partition(), msg.offset() + 1);
+            let source = msg
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == faust::SOURCE_HEADER))
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .expect("output record without a faust-source header");
+            let mut parts = source.rsplitn(3, '/');
+            let offset: i64 = parts.next().unwrap().parse().unwrap();
+            let partition: i32 = parts.next().unwrap().parse().unwrap();
+            seen.insert((partition, offset));
+        }
+        seen
+    }
+
+    /// Panics unless an output record names every input record (at least once).
+    pub fn assert_every_input_emitted(&self) {
+        let seen = self.emitted_sources();
+        let inputs = self.all_inputs();
+        let mut missing: Vec<_> = inputs.difference(&seen).copied().collect();
+        missing.sort();
+        assert!(
+            missing.is_empty(),
+            "{} of {} inputs have no output (emitted {} distinct sources; output ends {:?}); first missing: {:?}",
+            missing.len(),
+            inputs.len(),
+            seen.len(),
+            self.ends(&self.out),
+            &missing[..missing.len().min(10)]
+        );
+    }
+
+    /// Every (partition, offset) of the input topic.
+    pub fn all_inputs(&self) -> HashSet<(i32, i64)> {
+        self.ends(&self.topic)
+            .into_iter()
+            .flat_map(|(p, end)| (0..end).map(move |o| (p, o)))
+            .collect()
+    }
+
+    /// A node config for this broker: the input and output topics, `page_views` emitting to
+    /// the output, a store in `store`, HTTP on a free port, fast commits.
+    pub fn config(&self, store: &Path, app_id: &str) -> Config {
+        let mut c = Config::default();
+        c.app.id = app_id.into();
+        c.broker.bootstrap = self.bootstrap();
+        c.broker.session_timeout = Duration::from_secs(3);
+        c.store.path = Some(store.to_path_buf());
+        c.web.bind = "127.0.0.1:0".into();
+        c.processing.commit_interval = Duration::from_millis(100);
+        c.processing.retry_backoff = Duration::from_millis(10);
+        c.processing.retry_backoff_max = Duration::from_millis(100);
+        c.processing.workers = 2;
+        for name in [&self.topic, &self.out] {
+            let topic = TopicConfig {
+                partitions: PARTITIONS,
+                replication: None,
+                key_codec: Codec::String,
+                value_codec: Codec::Json,
+            };
+            c.topics.insert(name.clone(), topic);
+        }
+        c.agents.insert(
+            "page_views".into(),
+            AgentConfig {
+                topics: None,
+                sinks: vec![self.out.clone()],
+            },
+        );
+        c
+    }
 }
 
 /// Waits until `cond` holds, polling; panics with `what` after `timeout`.

@@ -1,0 +1,158 @@
+//! Runs `faust-node` processes against one broker: each with its own store and HTTP port,
+//! stoppable with SIGTERM or SIGKILL, observed through its `/metrics`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use faust::config::Config;
+
+/// One node process.
+pub struct NodeProc {
+    child: Child,
+    /// Where its `/metrics` is served.
+    pub addr: SocketAddr,
+    /// Its JSON log.
+    pub log: PathBuf,
+}
+
+/// A group of node processes sharing one config file.
+pub struct Nodes {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    nodes: Vec<Option<NodeProc>>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Nodes {
+    /// Writes `config` (stores and ports are set per node) for the nodes to come.
+    pub fn new(config: &Config) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
+        Nodes {
+            dir,
+            config: path,
+            nodes: Vec::new(),
+        }
+    }
+
+    /// Starts one more node; returns its index.
+    pub fn start(&mut self) -> usize {
+        let i = self.nodes.len();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = self.dir.path().join(format!("node-{i}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_faust-node"))
+            .args(["worker", "--config"])
+            .arg(&self.config)
+            .env("FAUST__WEB__BIND", addr.to_string())
+            .env(
+                "FAUST__STORE__PATH",
+                self.dir.path().join(format!("store-{i}")),
+            )
+            .env("FAUST__LOG__FORMAT", "json")
+            .env_remove("RUST_LOG")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        self.nodes.push(Some(NodeProc { child, addr, log }));
+        i
+    }
+
+    fn node(&self, i: usize) -> &NodeProc {
+        self.nodes[i].as_ref().expect("node stopped")
+    }
+
+    /// The node's `/metrics` page, if it answers.
+    pub fn metrics(&self, i: usize) -> Option<String> {
+        let mut s = TcpStream::connect(self.node(i).addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    }
+
+    /// The sum of every sample whose line starts with `prefix` (0 when unreachable).
+    pub fn sum(&self, i: usize, prefix: &str) -> f64 {
+        self.metrics(i).map_or(0.0, |body| {
+            body.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        })
+    }
+
+    /// Partitions the node holds as active.
+    pub fn active(&self, i: usize) -> i64 {
+        self.sum(i, "faust_assigned_partitions{role=\"active\"}") as i64
+    }
+
+    /// Events the node's agents finished.
+    pub fn events(&self, i: usize) -> u64 {
+        self.sum(i, "faust_events_total{") as u64
+    }
+
+    /// SIGKILL: the node dies without committing or leaving the group.
+    pub fn kill(&mut self, i: usize) {
+        let mut node = self.nodes[i].take().expect("node running");
+        node.child.kill().unwrap();
+        node.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then the exit status (panics after `bound`).
+    pub fn terminate(&mut self, i: usize, bound: Duration) -> ExitStatus {
+        let mut node = self.nodes[i].take().expect("node running");
+        let ok = Command::new("kill")
+            .args(["-TERM", &node.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = node.child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > bound {
+                let _ = node.child.kill();
+                panic!(
+                    "node {i} did not exit within {bound:?} of SIGTERM:\n{}",
+                    log(&node.log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The node's log so far.
+    pub fn log(&self, i: usize) -> String {
+        log(&self.node(i).log)
+    }
+}
+
+fn log(path: &PathBuf) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for node in self.nodes.iter_mut().flatten() {
+            let _ = node.child.kill();
+            let _ = node.child.wait();
+        }
+    }
+}
