@@ -325,24 +325,6 @@ pub fn masked(key: &str, value: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::masked;
-
-    #[test]
-    fn secrets_are_masked_and_other_settings_shown() {
-        for key in [
-            "sasl.password",
-            "ssl.key.password",
-            "sasl.oauthbearer.client.secret",
-            "sasl.jaas.config",
-        ] {
-            assert_eq!(masked(key, "hunter2"), "******", "{key}");
-        }
-        assert_eq!(masked("security.protocol", "SASL_SSL"), "SASL_SSL");
-    }
-}
-
 fn client_config(config: &Config, bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     for (k, v) in &config.broker.librdkafka {
@@ -569,4 +551,22 @@ async fn node_main(
         "node stopped cleanly"
     );
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masked;
+
+    #[test]
+    fn secrets_are_masked_and_other_settings_shown() {
+        for key in [
+            "sasl.password",
+            "ssl.key.password",
+            "sasl.oauthbearer.client.secret",
+            "sasl.jaas.config",
+        ] {
+            assert_eq!(masked(key, "hunter2"), "******", "{key}");
+        }
+        assert_eq!(masked("security.protocol", "SASL_SSL"), "SASL_SSL");
+    }
 }
