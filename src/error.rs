@@ -42,7 +42,7 @@ pub enum Error {
         partitions: i32,
     },
     /// A topic's partition count differs from the configuration.
-    #[error("topic `{topic}` has {actual} partition(s) on the broker but {expected} in [topics.{topic}]")]
+    #[error("topic `{topic}` has {actual} partition(s) on the broker but {expected} {why}")]
     PartitionMismatch {
         /// The topic.
         topic: String,
@@ -50,6 +50,8 @@ pub enum Error {
         actual: usize,
         /// Partitions configured.
         expected: i32,
+        /// Where the expected count comes from ("in [topics.x]", "like its source topic").
+        why: String,
     },
     /// A topic could not be created.
     #[error("cannot create topic `{topic}`: {reason}")]

@@ -188,15 +188,18 @@ impl App {
         on_ready: impl FnOnce(NodeInfo) + 'static,
     ) -> Result<NodeReport, Error> {
         self.check(&config)?;
+        let agents = self.configured(&config);
+        let needed = topics::needed(&config.app.id, &config, &agents);
         let embedded = match config.broker.is_embedded() {
-            true => Some(EmbeddedBroker::start(&config.topics)?),
+            true => Some(EmbeddedBroker::start(
+                needed.iter().map(|n| (n.name.as_str(), n.partitions)),
+            )?),
             false => None,
         };
         let bootstrap = embedded.as_ref().map_or_else(
             || config.broker.bootstrap.clone(),
             EmbeddedBroker::bootstrap,
         );
-        let agents = self.configured(&config);
         let system = actix::System::new();
         let result = system.block_on(node_main(
             agents,
@@ -405,19 +408,15 @@ async fn node_main(
                 reason: format!("cannot create a producer: {e}"),
             })?;
     let (cluster_id, broker_topics) = connect(&producer, &config, &bootstrap).await?;
-    topics::check_counts(&config, &broker_topics)?;
+    let needed = topics::needed(&config.app.id, &config, &agents);
+    topics::check_counts(&needed, &broker_topics)?;
     let client = client_config(&config, &bootstrap);
-    let created = topics::create_missing(
-        &config,
-        &client,
-        &broker_topics,
-        config.broker.connect_timeout,
-    )
-    .await?;
+    let timeout = config.broker.connect_timeout;
+    let created = topics::create_missing(&needed, &client, &broker_topics, timeout).await?;
     if !created.is_empty() {
         // Another node may have created one at the same moment with another count.
         let (_, now) = connect(&producer, &config, &bootstrap).await?;
-        topics::check_counts(&config, &now)?;
+        topics::check_counts(&needed, &now)?;
     }
     let store_path = config.store_path();
     let on_mismatch = match embedded {
@@ -442,6 +441,8 @@ async fn node_main(
     let workers: Vec<Arbiter> = (0..config.workers()).map(|_| Arbiter::new()).collect();
     let p = &config.processing;
     let coordinator = Coordinator::new(CoordinatorInit {
+        app_id: config.app.id.clone(),
+        client: client.clone(),
         agents: agents.clone(),
         store: store.clone(),
         metrics: metrics.clone(),
@@ -464,9 +465,22 @@ async fn node_main(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    let mut changelogs: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for agent in &agents {
+        for topic in agent.topics() {
+            for t in agent.tables() {
+                let changelog = faust_actors::changelog::changelog_topic(&config.app.id, &t.name);
+                changelogs
+                    .entry(topic.clone())
+                    .or_default()
+                    .push((t.name.to_string(), changelog));
+            }
+        }
+    }
     let consumer = ConsumerThread::start(
         &consumer_config(&config, &bootstrap),
         &topics,
+        changelogs,
         store.clone(),
         metrics.clone(),
         p.shutdown_timeout,

@@ -10,21 +10,73 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
 
+use faust_actors::changelog::changelog_topic;
+use faust_actors::AgentRef;
+
 use crate::config::Config;
 use crate::error::Error;
 
 /// Partition counts of the broker's topics, by name.
 pub(crate) type TopicCounts = HashMap<String, usize>;
 
-/// Errors on the first configured topic whose partition count differs from `existing`.
-pub(crate) fn check_counts(config: &Config, existing: &TopicCounts) -> Result<(), Error> {
-    for (name, topic) in &config.topics {
-        if let Some(&actual) = existing.get(name) {
-            if actual != topic.partitions as usize {
+/// A topic the node needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Needed {
+    pub(crate) name: String,
+    pub(crate) partitions: i32,
+    pub(crate) replication: Option<i32>,
+    /// Compacted (changelogs).
+    pub(crate) compact: bool,
+    /// Where the partition count comes from, for errors.
+    pub(crate) why: String,
+}
+
+/// Every topic the node needs: those under `[topics]`, and a changelog per table, with the
+/// partition count of the table's source topic.
+pub(crate) fn needed(app_id: &str, config: &Config, agents: &[AgentRef]) -> Vec<Needed> {
+    let mut out: Vec<Needed> = config
+        .topics
+        .iter()
+        .map(|(name, t)| Needed {
+            name: name.clone(),
+            partitions: t.partitions,
+            replication: t.replication,
+            compact: false,
+            why: format!("in [topics.{name}]"),
+        })
+        .collect();
+    for agent in agents {
+        let Some(source) = agent.topics().into_iter().next() else {
+            continue;
+        };
+        let Some(t) = config.topics.get(&source) else {
+            continue;
+        };
+        for table in agent.tables() {
+            out.push(Needed {
+                name: changelog_topic(app_id, &table.name),
+                partitions: t.partitions,
+                replication: t.replication,
+                compact: true,
+                why: format!(
+                    "like its source topic `{source}` (a changelog is co-partitioned with it)"
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// Errors on the first needed topic whose partition count differs from `existing`.
+pub(crate) fn check_counts(needed: &[Needed], existing: &TopicCounts) -> Result<(), Error> {
+    for n in needed {
+        if let Some(&actual) = existing.get(&n.name) {
+            if actual != n.partitions as usize {
                 return Err(Error::PartitionMismatch {
-                    topic: name.clone(),
+                    topic: n.name.clone(),
                     actual,
-                    expected: topic.partitions,
+                    expected: n.partitions,
+                    why: n.why.clone(),
                 });
             }
         }
@@ -38,29 +90,32 @@ pub(crate) fn check_counts(config: &Config, existing: &TopicCounts) -> Result<()
 /// [`Error::TopicCreation`] naming the topic and the broker's reason (a topic created at the same
 /// moment by another node is not an error).
 pub(crate) async fn create_missing(
-    config: &Config,
+    needed: &[Needed],
     client: &ClientConfig,
     existing: &TopicCounts,
     timeout: Duration,
 ) -> Result<Vec<String>, Error> {
-    let missing: Vec<(&String, i32, i32)> = config
-        .topics
+    let missing: Vec<&Needed> = needed
         .iter()
-        .filter(|(name, _)| !existing.contains_key(*name))
-        .map(|(name, t)| (name, t.partitions, t.replication.unwrap_or(-1)))
+        .filter(|n| !existing.contains_key(&n.name))
         .collect();
     if missing.is_empty() {
         return Ok(Vec::new());
     }
     let admin: AdminClient<DefaultClientContext> =
         client.create().map_err(|e| Error::TopicCreation {
-            topic: missing[0].0.clone(),
+            topic: missing[0].name.clone(),
             reason: format!("cannot create an admin client: {e}"),
         })?;
     let new: Vec<NewTopic<'_>> = missing
         .iter()
-        .map(|(name, partitions, replication)| {
-            NewTopic::new(name, *partitions, TopicReplication::Fixed(*replication))
+        .map(|n| {
+            let replication = TopicReplication::Fixed(n.replication.unwrap_or(-1));
+            let topic = NewTopic::new(&n.name, n.partitions, replication);
+            match n.compact {
+                true => topic.set("cleanup.policy", "compact"),
+                false => topic,
+            }
         })
         .collect();
     let options = AdminOptions::new()
@@ -70,7 +125,7 @@ pub(crate) async fn create_missing(
         .create_topics(&new, &options)
         .await
         .map_err(|e| Error::TopicCreation {
-            topic: missing[0].0.clone(),
+            topic: missing[0].name.clone(),
             reason: e.to_string(),
         })?;
     let mut created = Vec::new();
@@ -86,9 +141,9 @@ pub(crate) async fn create_missing(
             }
         }
     }
-    for (name, partitions, _) in &missing {
-        if created.contains(name) {
-            tracing::info!(topic = %name, partitions, "created topic");
+    for n in &missing {
+        if created.contains(&n.name) {
+            tracing::info!(topic = %n.name, partitions = n.partitions, compacted = n.compact, "created topic");
         }
     }
     Ok(created)

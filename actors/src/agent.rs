@@ -184,21 +184,36 @@ impl Outbox {
         if let Some(p) = partition {
             record = record.partition(p);
         }
-        let started = tokio::time::Instant::now();
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    self.pending.push(delivery);
-                    return Ok(());
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if started.elapsed() < QUEUE_FULL_WAIT =>
-                {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((e, _)) => return Err(Error::kafka(format!("sending to `{topic}`"), e)),
+        let delivery = enqueue(producer, record).await?;
+        self.pending.push(delivery);
+        Ok(())
+    }
+
+    /// The producer, for the changelog writes of the commit cycle.
+    pub(crate) fn producer(&self) -> Option<FutureProducer> {
+        self.producer.clone()
+    }
+}
+
+/// Hands `record` to the producer, waiting (up to 30 s) while its queue is full.
+///
+/// # Errors
+/// The producer refused the record, or stayed full.
+pub(crate) async fn enqueue(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, [u8], [u8]>,
+) -> Result<DeliveryFuture> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                if started.elapsed() < QUEUE_FULL_WAIT =>
+            {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            Err((e, back)) => return Err(Error::kafka(format!("sending to `{}`", back.topic), e)),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - Revoke: the coordinator commits and stops the partition actors (bounded wait); only then
 //!   does the callback return and librdkafka release the partitions.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
@@ -36,6 +37,10 @@ pub(crate) type NodeConsumer = BaseConsumer<NodeContext>;
 /// Callbacks of the node's consumer.
 pub struct NodeContext {
     store: Store,
+    /// Changelog topics per source topic: (table, changelog).
+    changelogs: HashMap<String, Vec<(String, String)>>,
+    /// Bound on the broker calls made while assigning.
+    timeout: Duration,
     metrics: Metrics,
     revoke_timeout: Duration,
     coordinator: OnceLock<Addr<Coordinator>>,
@@ -67,24 +72,98 @@ impl NodeContext {
             .collect()
     }
 
+    /// The group's committed offsets for `tpl`, as plain data.
+    fn committed(
+        &self,
+        consumer: &NodeConsumer,
+        tpl: &TopicPartitionList,
+    ) -> HashMap<(String, i32), i64> {
+        match consumer.committed_offsets(tpl.clone(), self.timeout) {
+            Ok(list) => {
+                let map = list
+                    .elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                        _ => None,
+                    })
+                    .collect();
+                drop(list);
+                map
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the group's committed offsets");
+                HashMap::new()
+            }
+        }
+    }
+
+    /// Whether the store holds the latest state of the partition's tables: every changelog
+    /// record is applied (no other node wrote since).
+    fn store_is_latest(
+        &self,
+        consumer: &NodeConsumer,
+        topic: &str,
+        partition: i32,
+    ) -> Result<bool> {
+        for (table, changelog) in self.changelogs.get(topic).into_iter().flatten() {
+            let (_, high) = consumer
+                .fetch_watermarks(changelog, partition, self.timeout)
+                .map_err(|e| {
+                    Error::kafka(format!("reading the end of {changelog}[{partition}]"), e)
+                })?;
+            if self.store.changelog_applied(topic, partition, table)? != high {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Where a newly assigned partition starts: the group's commit, unless the store holds the
+    /// latest state and is ahead of it (a crash between the store write and the Kafka commit),
+    /// in which case its own offset avoids handling those events twice.
+    fn start_offset(
+        &self,
+        consumer: &NodeConsumer,
+        part: &Part,
+        committed: Option<i64>,
+    ) -> Option<i64> {
+        let (topic, p) = (&part.topic, part.partition);
+        let stored = match self.store.next_offset(topic, p) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(%topic, partition = p, error = %e, "cannot read the stored offset");
+                None
+            }
+        };
+        let latest = match self.store_is_latest(consumer, topic, p) {
+            Ok(latest) => latest,
+            Err(e) => {
+                tracing::warn!(%topic, partition = p, error = %e,
+                    "cannot compare the store with the changelog; starting from the group's commit");
+                false
+            }
+        };
+        match (stored, committed) {
+            (Some(s), Some(c)) if latest && s > c => Some(s),
+            (Some(s), None) if latest => Some(s),
+            (_, c) => c,
+        }
+    }
+
     fn on_assign(&self, consumer: &NodeConsumer, tpl: &mut TopicPartitionList) {
         let mut parts = Self::parts(tpl);
+        let committed = self.committed(consumer, tpl);
         for part in &mut parts {
-            match self.store.next_offset(&part.topic, part.partition) {
-                Ok(Some(offset)) => {
-                    part.start = Some(offset);
-                    if let Err(e) = tpl.set_partition_offset(
-                        &part.topic,
-                        part.partition,
-                        Offset::Offset(offset),
-                    ) {
-                        tracing::error!(topic = %part.topic, partition = part.partition, error = %e,
-                            "cannot set the start offset from the store");
-                    }
+            let key = (part.topic.to_string(), part.partition);
+            part.start = self.start_offset(consumer, part, committed.get(&key).copied());
+            if let Some(offset) = part.start {
+                if let Err(e) =
+                    tpl.set_partition_offset(&part.topic, part.partition, Offset::Offset(offset))
+                {
+                    tracing::error!(topic = %part.topic, partition = part.partition, error = %e,
+                        "cannot set the start offset");
                 }
-                Ok(None) => {}
-                Err(e) => tracing::error!(topic = %part.topic, partition = part.partition,
-                    error = %e, "cannot read the stored offset; starting from the group's commit"),
             }
         }
         let Some(arc) = self.consumer.get().and_then(Weak::upgrade) else {
@@ -198,9 +277,11 @@ impl ConsumerThread {
     ///
     /// # Errors
     /// librdkafka rejected the configuration or the subscription.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         config: &ClientConfig,
         topics: &[String],
+        changelogs: HashMap<String, Vec<(String, String)>>,
         store: Store,
         metrics: Metrics,
         revoke_timeout: Duration,
@@ -208,6 +289,8 @@ impl ConsumerThread {
     ) -> Result<Self> {
         let context = NodeContext {
             store,
+            changelogs,
+            timeout: revoke_timeout,
             metrics: metrics.clone(),
             revoke_timeout,
             coordinator: OnceLock::new(),

@@ -17,6 +17,7 @@ use rdkafka::producer::FutureProducer;
 
 use crate::agent::{AgentRef, Outbox, TopicCodecs};
 use crate::agent_actor::Work;
+use crate::changelog::{changelog_topic, Restore};
 use crate::consumer::{NodeConsumer, NodeContext};
 use crate::metrics::Metrics;
 use crate::partition::{
@@ -73,6 +74,10 @@ impl Message for StopAll {
 
 /// What the coordinator needs to run partitions.
 pub struct CoordinatorInit {
+    /// The app id: prefix of changelog topics, base of the restore consumer's group id.
+    pub app_id: String,
+    /// Client settings (bootstrap, security) for the consumers that read changelogs.
+    pub client: rdkafka::config::ClientConfig,
     /// Every registered agent.
     pub agents: Vec<AgentRef>,
     /// The node's store.
@@ -135,11 +140,13 @@ impl Coordinator {
         let codecs = self.init.codecs.clone();
         let cache = self.init.settings.cache_keys;
         let topic = topic.clone();
+        let app: Arc<str> = Arc::from(self.init.app_id.as_str());
         Box::new(move || {
             Ok(Work {
                 tables: TableSet::open(
                     &db,
                     path.clone(),
+                    app.clone(),
                     topic.clone(),
                     partition,
                     specs.clone(),
@@ -164,7 +171,23 @@ impl Coordinator {
             return;
         };
         let revoked = Arc::new(AtomicBool::new(false));
+        let tables: Vec<_> = agents
+            .iter()
+            .flat_map(AgentRef::tables)
+            .map(|t| {
+                let changelog = changelog_topic(&self.init.app_id, &t.name);
+                (t.name, changelog)
+            })
+            .collect();
+        let restore = (!tables.is_empty()).then(|| Restore {
+            client: self.init.client.clone(),
+            group: format!("{}-restore", self.init.app_id),
+            tables,
+            partition,
+            timeout: self.init.stop_timeout,
+        });
         let init = PartitionInit {
+            restore,
             make_work: self.work_factory(&topic, partition, &agents),
             topic: topic.clone(),
             partition,
@@ -172,6 +195,7 @@ impl Coordinator {
             reader,
             consumer,
             db: self.init.store.db().clone(),
+            path: self.init.store.path().clone(),
             start,
             seek_on_start,
             revoked: revoked.clone(),

@@ -13,6 +13,7 @@
 //! - [`agent`]: the [`Agent`] trait users implement and the [`Event`] they handle.
 //! - [`table`] and `shard`: typed tables, sharded by partition, with a write cache and per-event
 //!   undo, stored in sled.
+//! - [`changelog`]: changelog topics, and restoring a partition's tables from them.
 //! - [`store`]: the node's sled database, stamped with its Kafka cluster id.
 //! - [`codec`]: JSON, MessagePack and string codecs for keys and values.
 //! - [`record`]: the owned record that crosses actors.
@@ -21,6 +22,7 @@
 
 pub mod agent;
 mod agent_actor;
+pub mod changelog;
 pub mod codec;
 pub mod consumer;
 pub mod coordinator;

@@ -3,7 +3,8 @@
 //! bounded by agents, topics, partitions and tables.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::error::{Error, Result};
@@ -36,6 +37,12 @@ pub struct Metrics {
     pub rebalances_total: IntCounterVec,
     /// 1 while the consumer is connected and serving its group, else 0.
     pub consumer_up: Gauge,
+    /// Changelog records still to apply before a partition's tables are ready.
+    pub recovery_remaining_records: IntGaugeVec,
+    /// How long restoring a partition's tables took.
+    pub recovery_seconds: Histogram,
+    /// Changelog records applied while restoring.
+    pub recovery_records_total: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -76,6 +83,23 @@ impl Metrics {
         let consumer_up = Gauge::new("faust_consumer_up", "1 while the consumer serves its group")
             .map_err(|source| Error::Metrics { source })?;
         reg(Box::new(consumer_up.clone()))?;
+        let recovery_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "faust_recovery_seconds",
+                "Time to restore a partition's tables",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+        )
+        .map_err(|source| Error::Metrics { source })?;
+        reg(Box::new(recovery_seconds.clone()))?;
+        let recovery_records_total = IntCounter::new(
+            "faust_recovery_records_total",
+            "Changelog records applied while restoring",
+        )
+        .map_err(|source| Error::Metrics { source })?;
+        reg(Box::new(recovery_records_total.clone()))?;
         Ok(Metrics {
             events_total: vec_metric!(
                 IntCounterVec,
@@ -134,6 +158,14 @@ impl Metrics {
                 &["kind"]
             ),
             consumer_up,
+            recovery_remaining_records: vec_metric!(
+                IntGaugeVec,
+                "faust_recovery_remaining_records",
+                "Changelog records still to apply before a partition is ready",
+                &["table", "partition"]
+            ),
+            recovery_seconds,
+            recovery_records_total,
             registry,
         })
     }

@@ -24,8 +24,10 @@ use prometheus::{IntCounter, IntGauge};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::agent::enqueue;
 use crate::agent::AgentRef;
 use crate::agent_actor::{AgentActor, Process, Processed, Stopped, Work};
+use crate::changelog::{applied_key, Restore};
 use crate::consumer::{NodeConsumer, NodeContext};
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -87,9 +89,11 @@ pub(crate) struct PartitionActor {
     reader: Arc<PartitionReader<NodeContext>>,
     consumer: Arc<NodeConsumer>,
     db: sled::Db,
+    path: Arc<std::path::Path>,
     work: Option<Work>,
     /// Reopens the partition's state from the store when a batch took it down with it.
     make_work: WorkFactory,
+    restore: Option<Arc<Restore>>,
     /// The next offset whose effects are committed (store and Kafka), if known.
     committed: Option<i64>,
     /// The next offset after the last finished event.
@@ -115,7 +119,10 @@ pub(crate) struct PartitionInit {
     pub(crate) reader: PartitionReader<NodeContext>,
     pub(crate) consumer: Arc<NodeConsumer>,
     pub(crate) db: sled::Db,
+    pub(crate) path: Arc<std::path::Path>,
     pub(crate) make_work: WorkFactory,
+    /// The changelogs to replay before processing (`None`: the agents have no tables).
+    pub(crate) restore: Option<Restore>,
     pub(crate) start: Option<i64>,
     /// Seek back to `start` first (a restart after the previous actor died mid-batch).
     pub(crate) seek_on_start: bool,
@@ -134,8 +141,10 @@ impl PartitionActor {
             reader: Arc::new(init.reader),
             consumer: init.consumer,
             db: init.db,
+            path: init.path,
             work: None,
             make_work: init.make_work,
+            restore: init.restore.map(Arc::new),
             committed: init.start,
             next: init.start,
             first_seen: None,
@@ -145,6 +154,114 @@ impl PartitionActor {
             settings: init.settings,
             metrics: init.metrics,
         }
+    }
+
+    /// Opens the tables, starts the agents, and starts reading and committing.
+    fn begin(&mut self, ctx: &mut Context<Self>) {
+        match (self.make_work)() {
+            Ok(work) => self.work = Some(work),
+            Err(e) => {
+                tracing::error!(topic = %self.topic, partition = self.partition, error = %e,
+                    "cannot open the partition's tables; the partition is not processed");
+                ctx.stop();
+                return;
+            }
+        }
+        let label = self.partition.to_string();
+        self.slots = self
+            .agents
+            .iter()
+            .map(|agent| {
+                let (erased, metrics) = (agent.clone(), self.metrics.clone());
+                let addr = Supervisor::start(move |_| AgentActor::new(erased, metrics));
+                agent.agent.on_assign(&self.topic, self.partition);
+                AgentSlot {
+                    agent: agent.clone(),
+                    addr,
+                    events: self.metrics.events_total.with_label_values(&[
+                        agent.name(),
+                        &self.topic,
+                        &label,
+                    ]),
+                    depth: self
+                        .metrics
+                        .mailbox_depth
+                        .with_label_values(&[agent.name()]),
+                }
+            })
+            .collect();
+        self.count_held(1);
+        self.counted = true;
+        if self.seek_on_start {
+            self.rewind(ctx);
+        }
+        let reader = self.reader.clone();
+        let max = self.settings.max_batch;
+        ctx.add_stream(futures::stream::unfold(
+            reader,
+            move |r: Arc<PartitionReader<NodeContext>>| async move {
+                let batch = r.next_batch(max).await;
+                Some((batch, r))
+            },
+        ));
+        ctx.run_interval(self.settings.commit_interval, |act, ctx| {
+            if act.needs_commit() {
+                ctx.wait(act.commit().map(|_, _, _| ()));
+            }
+        });
+        tracing::info!(topic = %self.topic, partition = self.partition, start = ?self.committed,
+            "partition started");
+    }
+
+    /// Replays the changelogs into the store before anything is processed; retried with
+    /// back-off until it succeeds or the partition is revoked.
+    fn restore_tables(&mut self, restore: Arc<Restore>) -> ResponseActFuture<Self, ()> {
+        let tree = self
+            .db
+            .open_tree(crate::shard::tree_name(&self.topic, self.partition));
+        let path = self.path.clone();
+        let metrics = self.metrics.clone();
+        let revoked = self.revoked.clone();
+        let max = self.settings.retry_backoff_max;
+        let (topic, partition) = (self.topic.clone(), self.partition);
+        let run = async move {
+            let tree = tree.map_err(|e| crate::error::Error::store(&path, e))?;
+            let mut wait = Duration::from_millis(100);
+            loop {
+                let (r, t, p, m) = (restore.clone(), tree.clone(), path.clone(), metrics.clone());
+                let result = tokio::task::spawn_blocking(move || r.run(&t, &p, &m)).await;
+                match result {
+                    Ok(Ok(done)) => return Ok(done),
+                    Ok(Err(e)) if !revoked.load(Ordering::SeqCst) => tracing::error!(
+                        %topic, partition, error = %e, retry_in = ?wait,
+                        "restoring the partition's tables failed; retrying"),
+                    Ok(Err(e)) => return Err(e),
+                    Err(e) => {
+                        return Err(crate::error::Error::ActorGone {
+                            context: e.to_string(),
+                        })
+                    }
+                }
+                actix::clock::sleep(wait).await;
+                wait = (wait * 2).min(max);
+            }
+        };
+        Box::pin(run.into_actor(self).map(|result, act, ctx| match result {
+            Ok(done) => {
+                act.metrics
+                    .recovery_seconds
+                    .observe(done.elapsed.as_secs_f64());
+                act.metrics.recovery_records_total.inc_by(done.records);
+                tracing::info!(topic = %act.topic, partition = act.partition,
+                    records = done.records, took = ?done.elapsed, "tables restored");
+                act.begin(ctx);
+            }
+            Err(e) => {
+                tracing::warn!(topic = %act.topic, partition = act.partition, error = %e,
+                    "restore abandoned: the partition was revoked");
+                ctx.stop();
+            }
+        }))
     }
 
     /// Adds (`sign` = 1) or removes (-1) this partition from the held-partition and table-key
@@ -329,7 +446,8 @@ impl PartitionActor {
                 return Box::pin(fut::ready(false));
             }
         };
-        let (batch, counts) = (staged.batch, staged.counts);
+        let (batch, counts, changes) = (staged.batch, staged.counts, staged.changes);
+        let producer = work.outbox.producer();
         let tree = work.tables.tree().clone();
         let db = self.db.clone();
         let consumer = self.consumer.clone();
@@ -343,6 +461,10 @@ impl PartitionActor {
                     Ok(Err((e, _))) => return Err(Step::Delivery(e.to_string())),
                     Err(_) => return Err(Step::Delivery("producer dropped the record".into())),
                 }
+            }
+            let mut batch = batch;
+            for (table, next) in write_changelogs(producer, partition, &changes).await? {
+                batch.insert(applied_key(&table), &next.to_be_bytes());
             }
             let mut wait = Duration::from_millis(100);
             loop {
@@ -406,6 +528,53 @@ impl PartitionActor {
     }
 }
 
+/// Writes each table's changes to partition `partition` of its changelog and waits for the
+/// broker's acknowledgements; returns, per table, the next changelog offset after them.
+async fn write_changelogs(
+    producer: Option<rdkafka::producer::FutureProducer>,
+    partition: i32,
+    changes: &[(Arc<str>, String, Vec<crate::shard::Change>)],
+) -> Result<Vec<(Arc<str>, i64)>, Step> {
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(producer) = producer else {
+        return Err(Step::Delivery("no producer to write the changelog".into()));
+    };
+    let mut acks = Vec::new();
+    for (table, topic, writes) in changes {
+        for w in writes {
+            let mut record = rdkafka::producer::FutureRecord::<[u8], [u8]>::to(topic)
+                .partition(partition)
+                .key(&w.key);
+            if let Some(v) = &w.value {
+                record = record.payload(v);
+            }
+            let ack = enqueue(&producer, record)
+                .await
+                .map_err(|e| Step::Delivery(format!("changelog {topic}: {e}")))?;
+            acks.push((table.clone(), ack));
+        }
+    }
+    let mut next: Vec<(Arc<str>, i64)> = Vec::new();
+    for (table, ack) in acks {
+        let offset = match ack.await {
+            Ok(Ok(delivery)) => delivery.offset,
+            Ok(Err((e, _))) => return Err(Step::Delivery(format!("changelog of `{table}`: {e}"))),
+            Err(_) => {
+                return Err(Step::Delivery(format!(
+                    "changelog of `{table}`: record dropped"
+                )))
+            }
+        };
+        match next.iter_mut().find(|(t, _)| *t == table) {
+            Some((_, n)) => *n = (*n).max(offset + 1),
+            None => next.push((table, offset + 1)),
+        }
+    }
+    Ok(next)
+}
+
 /// The step of the commit cycle that failed, with its cause.
 #[derive(Debug)]
 enum Step {
@@ -431,59 +600,10 @@ impl Actor for PartitionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        match (self.make_work)() {
-            Ok(work) => self.work = Some(work),
-            Err(e) => {
-                tracing::error!(topic = %self.topic, partition = self.partition, error = %e,
-                    "cannot open the partition's tables; the partition is not processed");
-                ctx.stop();
-                return;
-            }
+        match self.restore.clone() {
+            None => self.begin(ctx),
+            Some(restore) => ctx.wait(self.restore_tables(restore)),
         }
-        let label = self.partition.to_string();
-        self.slots = self
-            .agents
-            .iter()
-            .map(|agent| {
-                let (erased, metrics) = (agent.clone(), self.metrics.clone());
-                let addr = Supervisor::start(move |_| AgentActor::new(erased, metrics));
-                agent.agent.on_assign(&self.topic, self.partition);
-                AgentSlot {
-                    agent: agent.clone(),
-                    addr,
-                    events: self.metrics.events_total.with_label_values(&[
-                        agent.name(),
-                        &self.topic,
-                        &label,
-                    ]),
-                    depth: self
-                        .metrics
-                        .mailbox_depth
-                        .with_label_values(&[agent.name()]),
-                }
-            })
-            .collect();
-        self.count_held(1);
-        self.counted = true;
-        if self.seek_on_start {
-            self.rewind(ctx);
-        }
-        let reader = self.reader.clone();
-        let max = self.settings.max_batch;
-        ctx.add_stream(futures::stream::unfold(
-            reader,
-            move |r: Arc<PartitionReader<NodeContext>>| async move {
-                let batch = r.next_batch(max).await;
-                Some((batch, r))
-            },
-        ));
-        ctx.run_interval(self.settings.commit_interval, |act, ctx| {
-            if act.needs_commit() {
-                ctx.wait(act.commit().map(|_, _, _| ()));
-            }
-        });
-        tracing::info!(topic = %self.topic, partition = self.partition, start = ?self.committed,
-            "partition started");
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {

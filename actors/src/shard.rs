@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::changelog::changelog_topic;
 use crate::error::{Error, Result};
 use crate::table::{Table, TableKey, TableSpec, TableValue, TableView};
 
@@ -28,7 +29,7 @@ pub(crate) fn tree_name(topic: &str, partition: i32) -> String {
     format!("partition/{topic}/{partition}")
 }
 
-fn count_key(table: &str) -> Vec<u8> {
+pub(crate) fn count_key(table: &str) -> Vec<u8> {
     [b"m/count/".as_slice(), table.as_bytes()].concat()
 }
 
@@ -143,8 +144,9 @@ pub(crate) trait ShardOps: Send {
     fn end_event(&mut self);
     /// The current event failed: restore every key it changed.
     fn rollback_event(&mut self);
-    /// Writes every dirty entry into `batch`; returns the change in the number of keys.
-    fn stage(&self, batch: &mut sled::Batch) -> Result<i64>;
+    /// Writes every dirty entry into `batch` and, as (key, value-or-tombstone) bytes, into
+    /// `changes` for the changelog; returns the change in the number of keys.
+    fn stage(&self, batch: &mut sled::Batch, changes: &mut Vec<Change>) -> Result<i64>;
     /// The staged batch is durable: entries become clean; the cache is trimmed to `max_cached`.
     fn committed(&mut self, max_cached: usize);
     /// Drops every cached entry, dirty ones included (rewind to the last commit).
@@ -168,20 +170,25 @@ impl<K: TableKey, V: TableValue> ShardOps for Shard<K, V> {
         }
     }
 
-    fn stage(&self, batch: &mut sled::Batch) -> Result<i64> {
+    fn stage(&self, batch: &mut sled::Batch, changes: &mut Vec<Change>) -> Result<i64> {
         let mut delta = 0i64;
         for (key, entry) in self.cache.iter().filter(|(_, e)| e.dirty) {
-            let k = self.store_key(key)?;
-            match &entry.value {
+            let raw = self.spec.key_codec.encode("table key", key)?;
+            let k = [self.prefix.as_slice(), &raw].concat();
+            let value = match &entry.value {
                 Some(v) => {
-                    batch.insert(k, self.spec.value_codec.encode("table value", v)?);
+                    let bytes = self.spec.value_codec.encode("table value", v)?;
+                    batch.insert(k, bytes.as_slice());
                     delta += i64::from(!entry.stored);
+                    Some(bytes)
                 }
                 None => {
                     batch.remove(k);
                     delta -= i64::from(entry.stored);
+                    None
                 }
-            }
+            };
+            changes.push(Change { key: raw, value });
         }
         Ok(delta)
     }
@@ -217,6 +224,8 @@ impl<K: TableKey, V: TableValue> ShardOps for Shard<K, V> {
 /// Owned by the partition actor and lent, with each batch, to the agent actor: ownership moves
 /// with the message, so a shard has exactly one writer at any time.
 pub struct TableSet {
+    /// The app id: prefix of the changelog topics.
+    app_id: Arc<str>,
     topic: Arc<str>,
     partition: i32,
     tree: sled::Tree,
@@ -227,10 +236,19 @@ pub struct TableSet {
     max_cached: usize,
 }
 
-/// A batch ready to apply atomically, and the key counts it will leave.
+/// One table write as the changelog carries it: encoded key, encoded value or tombstone.
+pub(crate) struct Change {
+    pub(crate) key: Vec<u8>,
+    pub(crate) value: Option<Vec<u8>>,
+}
+
+/// A batch ready to apply atomically, the key counts it will leave, and the writes each
+/// table's changelog must receive first.
 pub(crate) struct Staged {
     pub(crate) batch: sled::Batch,
     pub(crate) counts: Vec<(Arc<str>, u64, i64)>,
+    /// (table, changelog topic, writes) of every table with writes.
+    pub(crate) changes: Vec<(Arc<str>, String, Vec<Change>)>,
 }
 
 impl TableSet {
@@ -238,6 +256,7 @@ impl TableSet {
     pub(crate) fn open(
         db: &sled::Db,
         path: Arc<Path>,
+        app_id: Arc<str>,
         topic: Arc<str>,
         partition: i32,
         specs: Vec<TableSpec>,
@@ -257,6 +276,7 @@ impl TableSet {
             counts.insert(spec.name.clone(), n);
         }
         Ok(TableSet {
+            app_id,
             topic,
             partition,
             tree,
@@ -312,8 +332,14 @@ impl TableSet {
     pub(crate) fn stage(&self, next_offset: Option<i64>) -> Result<Staged> {
         let mut batch = sled::Batch::default();
         let mut counts = Vec::new();
+        let mut changes = Vec::new();
         for (name, shard) in &self.shards {
-            let delta = shard.stage(&mut batch)?;
+            let mut writes = Vec::new();
+            let delta = shard.stage(&mut batch, &mut writes)?;
+            if !writes.is_empty() {
+                let topic = changelog_topic(&self.app_id, name);
+                changes.push((name.clone(), topic, writes));
+            }
             if delta != 0 {
                 let old = self.counts.get(name).copied().unwrap_or(0);
                 let new = old.saturating_add_signed(delta);
@@ -324,7 +350,11 @@ impl TableSet {
         if let Some(offset) = next_offset {
             batch.insert(OFFSET_KEY, &offset.to_be_bytes());
         }
-        Ok(Staged { batch, counts })
+        Ok(Staged {
+            batch,
+            counts,
+            changes,
+        })
     }
 
     /// The staged batch was applied: take its counts and mark the cache clean.
@@ -363,7 +393,7 @@ mod tests {
 
     fn open(db: &sled::Db, table: &Table<String, u64>) -> TableSet {
         let path: Arc<Path> = Arc::from(Path::new("/mem"));
-        TableSet::open(db, path, "t".into(), 0, vec![table.spec()], 2).unwrap()
+        TableSet::open(db, path, "app".into(), "t".into(), 0, vec![table.spec()], 2).unwrap()
     }
 
     fn apply(set: &mut TableSet, next: i64) {

@@ -158,6 +158,18 @@ impl Store {
         stored_offset(&tree, &self.path)
     }
 
+    /// The next changelog offset of `table` this store applied for `topic`/`partition`.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub fn changelog_applied(&self, topic: &str, partition: i32, table: &str) -> Result<i64> {
+        let tree = self
+            .db
+            .open_tree(tree_name(topic, partition))
+            .map_err(|e| Error::store(&self.path, e))?;
+        crate::changelog::applied(&tree, table, &self.path)
+    }
+
     /// Every committed key and value of `table`, over all partitions in this store.
     ///
     /// # Errors

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use faust::config::{AgentConfig, Config, TopicConfig};
 use faust::generator::PageViewSource;
 use faust::Codec;
+use faust_actors::changelog::changelog_topic;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -252,6 +253,10 @@ impl Kafka {
     /// A node config for this broker: the input and output topics, `page_views` emitting to
     /// the output, a store in `store`, HTTP on a free port, fast commits.
     pub fn config(&self, store: &Path, app_id: &str) -> Config {
+        if let Backend::Mock(cluster) = &self.backend {
+            // The mock cluster has no admin CreateTopics: make the changelog here (once).
+            let _ = cluster.create_topic(&changelog_topic(app_id, "page_counts"), PARTITIONS, 1);
+        }
         let mut c = Config::default();
         c.app.id = app_id.into();
         c.broker.bootstrap = self.bootstrap();
