@@ -38,6 +38,8 @@ pub struct Config {
     pub topics: BTreeMap<String, TopicConfig>,
     /// `[agents.<name>]`: per-agent settings (input topics, sinks).
     pub agents: BTreeMap<String, AgentConfig>,
+    /// `[tables.<name>]`: per-table settings (standby replicas).
+    pub tables: BTreeMap<String, TableConfig>,
     /// `[generator]`: the built-in synthetic page-view producer (demos, benchmarks).
     pub generator: GeneratorConfig,
     /// `[log]`: log level and format.
@@ -172,6 +174,22 @@ pub struct AgentConfig {
     pub topics: Option<Vec<String>>,
     /// Topics that `Event::emit` sends to, like Faust's `sink=[...]`.
     pub sinks: Vec<String>,
+}
+
+/// `[tables.<name>]`: settings of one table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TableConfig {
+    /// Other nodes that keep a warm copy of each partition of the table (0: none).
+    pub standby_replicas: u32,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        TableConfig {
+            standby_replicas: 1,
+        }
+    }
 }
 
 /// `[topics.<name>]`.
@@ -529,11 +547,18 @@ impl Loader {
             log: self.section("log", root.remove("log")),
             topics: BTreeMap::new(),
             agents: BTreeMap::new(),
+            tables: BTreeMap::new(),
         };
         if let Some(topics) = root.remove("topics") {
             for (name, value) in self.table("topics", topics) {
                 let key = format!("topics.{name}");
                 config.topics.insert(name, self.section(&key, Some(value)));
+            }
+        }
+        if let Some(tables) = root.remove("tables") {
+            for (name, value) in self.table("tables", tables) {
+                let key = format!("tables.{name}");
+                config.tables.insert(name, self.section(&key, Some(value)));
             }
         }
         if let Some(agents) = root.remove("agents") {

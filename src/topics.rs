@@ -11,6 +11,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
 
 use faust_actors::changelog::changelog_topic;
+use faust_actors::members::members_topic;
 use faust_actors::AgentRef;
 
 use crate::config::Config;
@@ -45,6 +46,15 @@ pub(crate) fn needed(app_id: &str, config: &Config, agents: &[AgentRef]) -> Vec<
             why: format!("in [topics.{name}]"),
         })
         .collect();
+    if agents.iter().any(|a| !a.tables().is_empty()) {
+        out.push(Needed {
+            name: members_topic(app_id),
+            partitions: 1,
+            replication: None,
+            compact: true,
+            why: "(the members topic has one partition)".into(),
+        });
+    }
     for agent in agents {
         let Some(source) = agent.topics().into_iter().next() else {
             continue;

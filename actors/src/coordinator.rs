@@ -18,6 +18,10 @@ use rdkafka::producer::FutureProducer;
 use crate::agent::{AgentRef, Outbox, TopicCodecs};
 use crate::agent_actor::Work;
 use crate::changelog::{changelog_topic, Restore};
+use crate::members::{place_standbys, Membership, Part};
+use crate::shard::tree_name;
+use crate::standby::Standby;
+use futures::channel::oneshot;
 use crate::consumer::{NodeConsumer, NodeContext};
 use crate::metrics::Metrics;
 use crate::partition::{
@@ -94,6 +98,18 @@ pub struct CoordinatorInit {
     pub workers: Vec<ArbiterHandle>,
     /// Longest wait for partitions to commit and stop.
     pub stop_timeout: Duration,
+    /// Standby replicas: `None` when the app has no tables or wants none.
+    pub standbys: Option<StandbyPlan>,
+}
+
+/// Where and how many standbys to keep.
+pub struct StandbyPlan {
+    /// This node's view of the group (and its heartbeat).
+    pub membership: Membership,
+    /// Standbys per partition.
+    pub replicas: usize,
+    /// Every partition of the source topics that have tables.
+    pub parts: Vec<Part>,
 }
 
 struct Running {
@@ -104,11 +120,14 @@ struct Running {
 /// The coordinator actor; see the module doc.
 pub struct Coordinator {
     init: CoordinatorInit,
+    standbys: HashMap<(Arc<str>, i32), Standby>,
+    /// Standbys asked to stop whose last writes may still be in flight.
+    stopping: HashMap<(Arc<str>, i32), oneshot::Receiver<()>>,
     by_topic: HashMap<String, Vec<AgentRef>>,
     next_worker: usize,
     partitions: HashMap<(Arc<str>, i32), Running>,
     consumer: Option<Arc<NodeConsumer>>,
-    stopping: bool,
+    stopping_all: bool,
     meters: HashMap<String, RateMeter>,
 }
 
@@ -123,11 +142,13 @@ impl Coordinator {
         }
         Coordinator {
             init,
+            standbys: HashMap::new(),
+            stopping: HashMap::new(),
             by_topic,
             next_worker: 0,
             partitions: HashMap::new(),
             consumer: None,
-            stopping: false,
+            stopping_all: false,
             meters: HashMap::new(),
         }
     }
@@ -157,6 +178,77 @@ impl Coordinator {
         })
     }
 
+    /// How to read the changelogs of `agents`' tables for `partition` (`None`: no tables).
+    fn restore_for(&self, agents: &[AgentRef], partition: i32) -> Option<Restore> {
+        let tables: Vec<_> = agents
+            .iter()
+            .flat_map(AgentRef::tables)
+            .map(|t| {
+                let changelog = changelog_topic(&self.init.app_id, &t.name);
+                (t.name, changelog)
+            })
+            .collect();
+        (!tables.is_empty()).then(|| Restore {
+            client: self.init.client.clone(),
+            group: format!("{}-restore", self.init.app_id),
+            tables,
+            partition,
+            timeout: self.init.stop_timeout,
+        })
+    }
+
+    /// Announces this node's partitions and brings its standbys in line with the placement.
+    fn reconcile_standbys(&mut self) {
+        let Some(plan) = &self.init.standbys else { return };
+        let active: Vec<Part> = self.partitions.keys().map(|(t, p)| (t.to_string(), *p)).collect();
+        plan.membership.publish(&active);
+        if self.stopping_all {
+            return;
+        }
+        let live = plan.membership.live();
+        let desired: Vec<Part> = place_standbys(plan.membership.node(), &live, &plan.parts, plan.replicas)
+            .into_iter()
+            .filter(|p| !active.contains(p))
+            .collect();
+        let gone: Vec<_> = self
+            .standbys
+            .keys()
+            .filter(|(t, p)| !desired.contains(&(t.to_string(), *p)))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(standby) = self.standbys.remove(&key) {
+                tracing::info!(topic = %key.0, partition = key.1, "standby no longer placed here; stopping it");
+                self.init.metrics.assigned_partitions.with_label_values(&["standby"]).dec();
+                self.stopping.insert(key, standby.stop());
+            }
+        }
+        for (topic, partition) in desired {
+            let key: (Arc<str>, i32) = (Arc::from(topic.as_str()), partition);
+            if self.standbys.contains_key(&key) || self.stopping.contains_key(&key) {
+                continue;
+            }
+            let Some(agents) = self.by_topic.get(&topic) else { continue };
+            let Some(restore) = self.restore_for(agents, partition) else { continue };
+            let store = &self.init.store;
+            let started = store
+                .db()
+                .open_tree(tree_name(&topic, partition))
+                .map_err(|e| crate::error::Error::store(store.path(), e))
+                .and_then(|tree| {
+                    Standby::start(restore, tree, store.path().clone(), self.init.metrics.clone())
+                });
+            match started {
+                Ok(standby) => {
+                    tracing::info!(%topic, partition, "standby started");
+                    self.init.metrics.assigned_partitions.with_label_values(&["standby"]).inc();
+                    self.standbys.insert(key, standby);
+                }
+                Err(e) => tracing::error!(%topic, partition, error = %e, "cannot start a standby"),
+            }
+        }
+    }
+
     fn start_partition(
         &mut self,
         topic: Arc<str>,
@@ -171,23 +263,8 @@ impl Coordinator {
             return;
         };
         let revoked = Arc::new(AtomicBool::new(false));
-        let tables: Vec<_> = agents
-            .iter()
-            .flat_map(AgentRef::tables)
-            .map(|t| {
-                let changelog = changelog_topic(&self.init.app_id, &t.name);
-                (t.name, changelog)
-            })
-            .collect();
-        let restore = (!tables.is_empty()).then(|| Restore {
-            client: self.init.client.clone(),
-            group: format!("{}-restore", self.init.app_id),
-            tables,
-            partition,
-            timeout: self.init.stop_timeout,
-        });
         let init = PartitionInit {
-            restore,
+            restore: self.restore_for(&agents, partition),
             make_work: self.work_factory(&topic, partition, &agents),
             topic: topic.clone(),
             partition,
@@ -244,6 +321,8 @@ impl Coordinator {
     }
 
     fn tick(&mut self) {
+        self.stopping.retain(|_, done| matches!(done.try_recv(), Ok(None)));
+        self.reconcile_standbys();
         let now = Instant::now();
         for agent in &self.init.agents {
             let total = self.init.metrics.agent_events(agent.name());
@@ -256,7 +335,7 @@ impl Coordinator {
                     .set(rate);
             }
         }
-        if self.stopping {
+        if self.stopping_all {
             return;
         }
         let dead: Vec<_> = self
@@ -301,15 +380,38 @@ impl Actor for Coordinator {
 impl Handler<Assigned> for Coordinator {
     type Result = ();
 
-    fn handle(&mut self, msg: Assigned, _ctx: &mut Self::Context) {
-        if self.stopping {
+    fn handle(&mut self, msg: Assigned, ctx: &mut Self::Context) {
+        if self.stopping_all {
             return;
         }
         self.consumer = Some(msg.consumer.clone());
-        for p in msg.parts {
-            let consumer = msg.consumer.clone();
-            self.start_partition(p.topic, p.partition, p.start, p.reader, consumer, false);
+        // A standby of a newly assigned partition is stopped first (its writes land in the
+        // store), so the partition's restore replays only the rest: promotion in place.
+        let mut writes_landing = Vec::new();
+        for p in &msg.parts {
+            let key = (p.topic.clone(), p.partition);
+            if let Some(standby) = self.standbys.remove(&key) {
+                tracing::info!(topic = %p.topic, partition = p.partition, "promoting the standby");
+                self.init.metrics.standby_promotions_total.inc();
+                self.init.metrics.assigned_partitions.with_label_values(&["standby"]).dec();
+                writes_landing.push(standby.stop());
+            }
+            writes_landing.extend(self.stopping.remove(&key));
         }
+        let bound = self.init.stop_timeout;
+        ctx.wait(
+            async move {
+                let _ = tokio::time::timeout(bound, join_all(writes_landing)).await;
+            }
+            .into_actor(self)
+            .map(move |_, act, _| {
+                for p in msg.parts {
+                    let consumer = msg.consumer.clone();
+                    act.start_partition(p.topic, p.partition, p.start, p.reader, consumer, false);
+                }
+                act.reconcile_standbys();
+            }),
+        );
     }
 }
 
@@ -341,15 +443,25 @@ impl Handler<StopAll> for Coordinator {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _msg: StopAll, ctx: &mut Self::Context) -> Self::Result {
-        self.stopping = true;
+        self.stopping_all = true;
+        let held = self.standbys.len() as i64;
+        self.init.metrics.assigned_partitions.with_label_values(&["standby"]).sub(held);
+        let mut standbys_done: Vec<_> = self.standbys.drain().map(|(_, s)| s.stop()).collect();
+        standbys_done.extend(self.stopping.drain().map(|(_, r)| r));
+        let membership = self.init.standbys.take().map(|plan| plan.membership);
         let keys: Vec<_> = self.partitions.keys().cloned().collect();
         let (tx, rx) = futures::channel::oneshot::channel();
         self.stop_partitions(keys, ctx, move || {
             let _ = tx.send(());
         });
+        let bound = self.init.stop_timeout;
         Box::pin(
             async move {
                 let _ = rx.await;
+                let _ = tokio::time::timeout(bound, join_all(standbys_done)).await;
+                if let Some(m) = membership {
+                    let _ = tokio::task::spawn_blocking(move || m.leave()).await;
+                }
             }
             .into_actor(self)
             .map(|_, act, _| {

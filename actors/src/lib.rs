@@ -14,6 +14,9 @@
 //! - [`table`] and `shard`: typed tables, sharded by partition, with a write cache and per-event
 //!   undo, stored in sled.
 //! - [`changelog`]: changelog topics, and restoring a partition's tables from them.
+//! - [`members`]: who is in the group and what each holds (a compacted topic), and standby
+//!   placement by rendezvous hashing.
+//! - `standby`: warm copies of partitions owned elsewhere, tailing their changelogs.
 //! - [`store`]: the node's sled database, stamped with its Kafka cluster id.
 //! - [`codec`]: JSON, MessagePack and string codecs for keys and values.
 //! - [`record`]: the owned record that crosses actors.
@@ -27,11 +30,13 @@ pub mod codec;
 pub mod consumer;
 pub mod coordinator;
 pub mod error;
+pub mod members;
 pub mod metrics;
 mod partition;
 mod reader;
 pub mod record;
 mod shard;
+mod standby;
 pub mod store;
 pub mod table;
 pub mod throughput;
@@ -39,7 +44,8 @@ pub mod throughput;
 pub use agent::{Agent, AgentError, AgentRef, Event, Outbox, TopicCodecs, SOURCE_HEADER};
 pub use codec::Codec;
 pub use consumer::ConsumerThread;
-pub use coordinator::{Coordinator, CoordinatorInit, StopAll};
+pub use coordinator::{Coordinator, CoordinatorInit, StandbyPlan, StopAll};
+pub use members::Membership;
 pub use error::{Error, Result};
 pub use metrics::Metrics;
 pub use partition::PartitionSettings;

@@ -43,6 +43,10 @@ pub struct Metrics {
     pub recovery_seconds: Histogram,
     /// Changelog records applied while restoring.
     pub recovery_records_total: IntCounter,
+    /// Partitions that became active here while this node held a standby of them.
+    pub standby_promotions_total: IntCounter,
+    /// Changelog records applied by standbys.
+    pub standby_records_total: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -100,6 +104,18 @@ impl Metrics {
         )
         .map_err(|source| Error::Metrics { source })?;
         reg(Box::new(recovery_records_total.clone()))?;
+        let standby_promotions_total = IntCounter::new(
+            "faust_standby_promotions_total",
+            "Partitions promoted from a standby on this node",
+        )
+        .map_err(|source| Error::Metrics { source })?;
+        reg(Box::new(standby_promotions_total.clone()))?;
+        let standby_records_total = IntCounter::new(
+            "faust_standby_records_total",
+            "Changelog records applied by standbys",
+        )
+        .map_err(|source| Error::Metrics { source })?;
+        reg(Box::new(standby_records_total.clone()))?;
         Ok(Metrics {
             events_total: vec_metric!(
                 IntCounterVec,
@@ -166,6 +182,8 @@ impl Metrics {
             ),
             recovery_seconds,
             recovery_records_total,
+            standby_promotions_total,
+            standby_records_total,
             registry,
         })
     }

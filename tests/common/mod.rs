@@ -15,6 +15,7 @@ use faust::config::{AgentConfig, Config, TopicConfig};
 use faust::generator::PageViewSource;
 use faust::Codec;
 use faust_actors::changelog::changelog_topic;
+use faust_actors::members::members_topic;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -256,6 +257,7 @@ impl Kafka {
         if let Backend::Mock(cluster) = &self.backend {
             // The mock cluster has no admin CreateTopics: make the changelog here (once).
             let _ = cluster.create_topic(&changelog_topic(app_id, "page_counts"), PARTITIONS, 1);
+            let _ = cluster.create_topic(&members_topic(app_id), 1, 1);
         }
         let mut c = Config::default();
         c.app.id = app_id.into();
