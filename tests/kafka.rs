@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::nodes::Nodes;
-use common::{logs, unique, wait_for, Kafka, PARTITIONS};
-use faust::config::{Config, TopicConfig};
+use common::{logs, node_config, unique, wait_for, Kafka, PARTITIONS};
+use faust::config::TopicConfig;
 use faust::demo::PageViews;
 use faust::{App, Codec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -69,17 +68,6 @@ fn missing_topics_are_created_and_a_partition_mismatch_stops_start_up() {
         err,
         format!("topic `{fresh}` has 3 partition(s) on the broker but 5 in [topics.{fresh}]")
     );
-}
-
-/// A config for `faust-node` processes: the demo agent on the test's topics.
-fn node_config(kafka: &Kafka, group: &str) -> Config {
-    let mut cfg = kafka.config(Path::new("set-per-node"), group);
-    cfg.store.path = None;
-    cfg.processing.commit_interval = Duration::from_millis(200);
-    cfg.log.level = "info,librdkafka=warn,rdkafka=warn".into();
-    let agent = cfg.agents.get_mut("page_views").unwrap();
-    agent.topics = Some(vec![kafka.topic.clone()]);
-    cfg
 }
 
 fn committed_total(kafka: &Kafka, group: &str) -> i64 {

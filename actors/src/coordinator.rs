@@ -18,20 +18,20 @@ use rdkafka::producer::FutureProducer;
 use crate::agent::{AgentRef, Outbox, TopicCodecs};
 use crate::agent_actor::Work;
 use crate::changelog::{changelog_topic, Restore};
-use crate::members::{place_standbys, Membership, Part};
-use crate::shard::tree_name;
-use crate::standby::Standby;
-use futures::channel::oneshot;
 use crate::consumer::{NodeConsumer, NodeContext};
+use crate::members::{place_standbys, Membership, Part};
 use crate::metrics::Metrics;
 use crate::partition::{
     Forward, PartitionActor, PartitionInit, PartitionSettings, Stop, WorkFactory,
 };
 use crate::reader::PartitionReader;
 use crate::record::Record;
+use crate::shard::tree_name;
 use crate::shard::TableSet;
+use crate::standby::Standby;
 use crate::store::Store;
 use crate::throughput::RateMeter;
+use futures::channel::oneshot;
 
 /// One newly assigned partition, its queue already split off the consumer.
 pub(crate) struct AssignedPart {
@@ -199,17 +199,24 @@ impl Coordinator {
 
     /// Announces this node's partitions and brings its standbys in line with the placement.
     fn reconcile_standbys(&mut self) {
-        let Some(plan) = &self.init.standbys else { return };
-        let active: Vec<Part> = self.partitions.keys().map(|(t, p)| (t.to_string(), *p)).collect();
+        let Some(plan) = &self.init.standbys else {
+            return;
+        };
+        let active: Vec<Part> = self
+            .partitions
+            .keys()
+            .map(|(t, p)| (t.to_string(), *p))
+            .collect();
         plan.membership.publish(&active);
         if self.stopping_all {
             return;
         }
         let live = plan.membership.live();
-        let desired: Vec<Part> = place_standbys(plan.membership.node(), &live, &plan.parts, plan.replicas)
-            .into_iter()
-            .filter(|p| !active.contains(p))
-            .collect();
+        let desired: Vec<Part> =
+            place_standbys(plan.membership.node(), &live, &plan.parts, plan.replicas)
+                .into_iter()
+                .filter(|p| !active.contains(p))
+                .collect();
         let gone: Vec<_> = self
             .standbys
             .keys()
@@ -219,7 +226,11 @@ impl Coordinator {
         for key in gone {
             if let Some(standby) = self.standbys.remove(&key) {
                 tracing::info!(topic = %key.0, partition = key.1, "standby no longer placed here; stopping it");
-                self.init.metrics.assigned_partitions.with_label_values(&["standby"]).dec();
+                self.init
+                    .metrics
+                    .assigned_partitions
+                    .with_label_values(&["standby"])
+                    .dec();
                 self.stopping.insert(key, standby.stop());
             }
         }
@@ -228,20 +239,33 @@ impl Coordinator {
             if self.standbys.contains_key(&key) || self.stopping.contains_key(&key) {
                 continue;
             }
-            let Some(agents) = self.by_topic.get(&topic) else { continue };
-            let Some(restore) = self.restore_for(agents, partition) else { continue };
+            let Some(agents) = self.by_topic.get(&topic) else {
+                continue;
+            };
+            let Some(restore) = self.restore_for(agents, partition) else {
+                continue;
+            };
             let store = &self.init.store;
             let started = store
                 .db()
                 .open_tree(tree_name(&topic, partition))
                 .map_err(|e| crate::error::Error::store(store.path(), e))
                 .and_then(|tree| {
-                    Standby::start(restore, tree, store.path().clone(), self.init.metrics.clone())
+                    Standby::start(
+                        restore,
+                        tree,
+                        store.path().clone(),
+                        self.init.metrics.clone(),
+                    )
                 });
             match started {
                 Ok(standby) => {
                     tracing::info!(%topic, partition, "standby started");
-                    self.init.metrics.assigned_partitions.with_label_values(&["standby"]).inc();
+                    self.init
+                        .metrics
+                        .assigned_partitions
+                        .with_label_values(&["standby"])
+                        .inc();
                     self.standbys.insert(key, standby);
                 }
                 Err(e) => tracing::error!(%topic, partition, error = %e, "cannot start a standby"),
@@ -321,7 +345,8 @@ impl Coordinator {
     }
 
     fn tick(&mut self) {
-        self.stopping.retain(|_, done| matches!(done.try_recv(), Ok(None)));
+        self.stopping
+            .retain(|_, done| matches!(done.try_recv(), Ok(None)));
         self.reconcile_standbys();
         let now = Instant::now();
         for agent in &self.init.agents {
@@ -393,7 +418,11 @@ impl Handler<Assigned> for Coordinator {
             if let Some(standby) = self.standbys.remove(&key) {
                 tracing::info!(topic = %p.topic, partition = p.partition, "promoting the standby");
                 self.init.metrics.standby_promotions_total.inc();
-                self.init.metrics.assigned_partitions.with_label_values(&["standby"]).dec();
+                self.init
+                    .metrics
+                    .assigned_partitions
+                    .with_label_values(&["standby"])
+                    .dec();
                 writes_landing.push(standby.stop());
             }
             writes_landing.extend(self.stopping.remove(&key));
@@ -445,7 +474,11 @@ impl Handler<StopAll> for Coordinator {
     fn handle(&mut self, _msg: StopAll, ctx: &mut Self::Context) -> Self::Result {
         self.stopping_all = true;
         let held = self.standbys.len() as i64;
-        self.init.metrics.assigned_partitions.with_label_values(&["standby"]).sub(held);
+        self.init
+            .metrics
+            .assigned_partitions
+            .with_label_values(&["standby"])
+            .sub(held);
         let mut standbys_done: Vec<_> = self.standbys.drain().map(|(_, s)| s.stop()).collect();
         standbys_done.extend(self.stopping.drain().map(|(_, r)| r));
         let membership = self.init.standbys.take().map(|plan| plan.membership);

@@ -45,8 +45,8 @@ pub use agent::{Agent, AgentError, AgentRef, Event, Outbox, TopicCodecs, SOURCE_
 pub use codec::Codec;
 pub use consumer::ConsumerThread;
 pub use coordinator::{Coordinator, CoordinatorInit, StandbyPlan, StopAll};
-pub use members::Membership;
 pub use error::{Error, Result};
+pub use members::Membership;
 pub use metrics::Metrics;
 pub use partition::PartitionSettings;
 pub use record::{Header, Record};

@@ -65,7 +65,12 @@ impl Membership {
     ///
     /// # Errors
     /// The clients cannot be created or the topic cannot be assigned.
-    pub fn start(client: &ClientConfig, app_id: &str, node: &str, live_for: Duration) -> Result<Self> {
+    pub fn start(
+        client: &ClientConfig,
+        app_id: &str,
+        node: &str,
+        live_for: Duration,
+    ) -> Result<Self> {
         let topic = members_topic(app_id);
         let consumer: BaseConsumer = client
             .clone()
@@ -169,7 +174,13 @@ fn read(consumer: BaseConsumer, view: &Mutex<HashMap<String, Member>>, stop: &At
         match msg.payload().map(serde_json::from_slice::<Announcement>) {
             Some(Ok(a)) => {
                 let at_ms = msg.timestamp().to_millis().unwrap_or_else(now_ms);
-                view.insert(node, Member { active: a.active, at_ms });
+                view.insert(
+                    node,
+                    Member {
+                        active: a.active,
+                        at_ms,
+                    },
+                );
             }
             None => {
                 view.remove(&node);
@@ -186,19 +197,29 @@ fn score(node: &str, part: &Part) -> u64 {
 }
 
 /// The partitions (of `parts`) that `me` should keep a standby of: for each partition, the
-/// `replicas` live members other than its owner(s) that rank highest for it (rendezvous
-/// hashing: stable as members come and go, and the same on every node).
-pub fn place_standbys(me: &str, live: &[(String, Vec<Part>)], parts: &[Part], replicas: usize) -> Vec<Part> {
+/// `replicas` live members other than its owner(s) that hold the fewest active partitions,
+/// ties broken by rendezvous hashing (stable as members come and go, the same on every node).
+///
+/// Why load first: librdkafka runs no custom assignor, so a dead owner's partition goes where
+/// the group's balanced assignment puts it: the least-loaded survivor. Placing the standby there
+/// makes that survivor the one that takes the partition over with a warm copy. When survivors
+/// tie, the group may pick another one, which then restores from the changelog.
+pub fn place_standbys(
+    me: &str,
+    live: &[(String, Vec<Part>)],
+    parts: &[Part],
+    replicas: usize,
+) -> Vec<Part> {
     parts
         .iter()
         .filter(|part| {
-            let mut candidates: Vec<&str> = live
+            let mut candidates: Vec<(&str, usize)> = live
                 .iter()
                 .filter(|(_, active)| !active.contains(part))
-                .map(|(node, _)| node.as_str())
+                .map(|(node, active)| (node.as_str(), active.len()))
                 .collect();
-            candidates.sort_by_key(|node| std::cmp::Reverse(score(node, part)));
-            candidates.iter().take(replicas).any(|n| *n == me)
+            candidates.sort_by_key(|(node, load)| (*load, std::cmp::Reverse(score(node, part))));
+            candidates.iter().take(replicas).any(|(n, _)| *n == me)
         })
         .cloned()
         .collect()
@@ -224,7 +245,11 @@ mod tests {
             .map(|n| (*n, place_standbys(n, &live, &parts(), 1)))
             .collect();
         for part in parts() {
-            let holders: Vec<_> = by_node.iter().filter(|(_, s)| s.contains(&part)).map(|(n, _)| *n).collect();
+            let holders: Vec<_> = by_node
+                .iter()
+                .filter(|(_, s)| s.contains(&part))
+                .map(|(n, _)| *n)
+                .collect();
             assert_eq!(holders.len(), 1, "{part:?}: {holders:?}");
             let owner = live.iter().find(|(_, a)| a.contains(&part)).unwrap();
             assert_ne!(holders[0], owner.0, "a standby never sits on the owner");
@@ -233,16 +258,37 @@ mod tests {
 
     #[test]
     fn placement_is_stable_when_an_unrelated_member_leaves() {
-        let three: Vec<(String, Vec<Part>)> =
-            vec![("a".into(), vec![]), ("b".into(), vec![]), ("c".into(), vec![])];
+        let three: Vec<(String, Vec<Part>)> = vec![
+            ("a".into(), vec![]),
+            ("b".into(), vec![]),
+            ("c".into(), vec![]),
+        ];
         let two = &three[..2];
         for part in parts() {
             let one = &[part.clone()];
-            let before = ["a", "b", "c"].iter().find(|n| !place_standbys(n, &three, one, 1).is_empty()).unwrap();
+            let before = ["a", "b", "c"]
+                .iter()
+                .find(|n| !place_standbys(n, &three, one, 1).is_empty())
+                .unwrap();
             if *before != "c" {
-                assert!(!place_standbys(before, two, one, 1).is_empty(), "{part:?} moved off {before}");
+                assert!(
+                    !place_standbys(before, two, one, 1).is_empty(),
+                    "{part:?} moved off {before}"
+                );
             }
         }
+    }
+
+    #[test]
+    fn the_standby_sits_where_a_balanced_assignment_sends_the_partition() {
+        // a holds 2, b and c hold 1 each: if b dies, its partition goes to c (the least loaded).
+        let live: Vec<(String, Vec<Part>)> = vec![
+            ("a".into(), vec![("t".into(), 0), ("t".into(), 1)]),
+            ("b".into(), vec![("t".into(), 2)]),
+            ("c".into(), vec![("t".into(), 3)]),
+        ];
+        assert!(place_standbys("c", &live, &parts(), 1).contains(&("t".into(), 2)));
+        assert!(place_standbys("b", &live, &parts(), 1).contains(&("t".into(), 3)));
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub commit_failures_total: IntCounter,
     /// Partitions this node holds, by role (`active`; `standby` comes with changelogs).
     pub assigned_partitions: IntGaugeVec,
+    /// 1 for each source partition this node holds as active.
+    pub partition_active: IntGaugeVec,
     /// Keys per table over the partitions this node holds, as of the last commit.
     pub table_keys: IntGaugeVec,
     /// Agent actors restarted after a panic.
@@ -136,6 +138,12 @@ impl Metrics {
                 "faust_assigned_partitions",
                 "Partitions held by this node, by role",
                 &["role"]
+            ),
+            partition_active: vec_metric!(
+                IntGaugeVec,
+                "faust_partition_active",
+                "1 for each source partition held as active",
+                &["topic", "partition"]
             ),
             table_keys: vec_metric!(
                 IntGaugeVec,

@@ -278,6 +278,12 @@ impl PartitionActor {
             .assigned_partitions
             .with_label_values(&["active"]);
         held.add(sign);
+        let label = self.partition.to_string();
+        let this = self
+            .metrics
+            .partition_active
+            .with_label_values(&[&*self.topic, &label]);
+        this.set(i64::from(sign > 0));
     }
 
     fn needs_commit(&self) -> bool {

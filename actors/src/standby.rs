@@ -32,7 +32,12 @@ pub(crate) struct Standby {
 
 impl Standby {
     /// Starts tailing `restore`'s changelog partitions into `tree`.
-    pub(crate) fn start(restore: Restore, tree: sled::Tree, path: Arc<Path>, metrics: Metrics) -> Result<Self> {
+    pub(crate) fn start(
+        restore: Restore,
+        tree: sled::Tree,
+        path: Arc<Path>,
+        metrics: Metrics,
+    ) -> Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, done) = oneshot::channel();
         let flag = stop.clone();
@@ -64,7 +69,13 @@ impl Standby {
     }
 }
 
-fn tail(restore: &Restore, tree: &sled::Tree, path: &Path, stop: &AtomicBool, metrics: &Metrics) -> Result<()> {
+fn tail(
+    restore: &Restore,
+    tree: &sled::Tree,
+    path: &Path,
+    stop: &AtomicBool,
+    metrics: &Metrics,
+) -> Result<()> {
     let p = restore.partition;
     let consumer: BaseConsumer = restore
         .client
@@ -122,7 +133,8 @@ fn tail(restore: &Restore, tree: &sled::Tree, path: &Path, stop: &AtomicBool, me
         let keys = tree.scan_prefix(data_prefix(table)).count() as u64;
         counts.insert(count_key(table), &keys.to_be_bytes());
     }
-    tree.apply_batch(counts).map_err(|e| Error::store(path, e))?;
+    tree.apply_batch(counts)
+        .map_err(|e| Error::store(path, e))?;
     tree.flush().map_err(|e| Error::store(path, e))?;
     Ok(())
 }

@@ -153,25 +153,7 @@ impl Kafka {
 
     /// The offsets group `group` committed on the input topic, per partition.
     pub fn committed(&self, group: &str) -> HashMap<i32, i64> {
-        let consumer: BaseConsumer = self.client().set("group.id", group).create().unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition(&self.topic, p);
-        }
-        let got = consumer
-            .committed_offsets(tpl, TIMEOUT)
-            .expect("committed offsets");
-        // Plain data before the consumer is dropped (a live list blocks its destruction).
-        let map = got
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) => Some((e.partition(), o)),
-                _ => None,
-            })
-            .collect();
-        drop(got);
-        map
+        committed(&self.bootstrap(), group, &self.topic)
     }
 
     /// The end offset of each partition of `topic`.
@@ -243,6 +225,46 @@ impl Kafka {
         );
     }
 
+    /// The last value of every key of a table's changelog (tombstones remove), read from the
+    /// start of all its partitions: the table as the changelog has it.
+    pub fn changelog_table(&self, app_id: &str) -> HashMap<String, u64> {
+        let topic = changelog_topic(app_id, "page_counts");
+        let ends = self.ends(&topic);
+        let consumer: BaseConsumer = self
+            .client()
+            .set("group.id", unique("changelog-reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset(&topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        drop(tpl);
+        let mut table = HashMap::new();
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        let start = Instant::now();
+        while ends
+            .iter()
+            .any(|(p, end)| next.get(p).copied().unwrap_or(0) < *end)
+        {
+            assert!(start.elapsed() < TIMEOUT, "changelog not read in time");
+            let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let msg = msg.unwrap();
+            next.insert(msg.partition(), msg.offset() + 1);
+            let key = String::from_utf8_lossy(msg.key().unwrap()).into_owned();
+            match msg.payload() {
+                Some(v) => table.insert(key, serde_json::from_slice(v).unwrap()),
+                None => table.remove(&key),
+            };
+        }
+        table
+    }
+
     /// Every (partition, offset) of the input topic.
     pub fn all_inputs(&self) -> HashSet<(i32, i64)> {
         self.ends(&self.topic)
@@ -287,6 +309,45 @@ impl Kafka {
         );
         c
     }
+}
+
+/// The offsets `group` committed on `topic`, per partition.
+pub fn committed(bootstrap: &str, group: &str, topic: &str) -> HashMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer
+        .committed_offsets(tpl, TIMEOUT)
+        .expect("committed offsets");
+    // Plain data before the consumer is dropped (a live list blocks its destruction).
+    let map = got
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect();
+    drop(got);
+    map
+}
+
+/// A config for `faust-node` processes: the demo agent on the test's topics, emitting to the
+/// output topic (stores and ports are set per process by [`nodes::Nodes`]).
+pub fn node_config(kafka: &Kafka, group: &str) -> Config {
+    let mut cfg = kafka.config(Path::new("set-per-node"), group);
+    cfg.store.path = None;
+    cfg.processing.commit_interval = Duration::from_millis(200);
+    cfg.log.level = "info,librdkafka=warn,rdkafka=warn".into();
+    let agent = cfg.agents.get_mut("page_views").unwrap();
+    agent.topics = Some(vec![kafka.topic.clone()]);
+    cfg
 }
 
 /// Waits until `cond` holds, polling; panics with `what` after `timeout`.

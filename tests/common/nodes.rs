@@ -73,6 +73,11 @@ impl Nodes {
         self.nodes[i].as_ref().expect("node stopped")
     }
 
+    /// How many nodes were started (stopped ones included).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// The node's `/metrics` page, if it answers.
     pub fn metrics(&self, i: usize) -> Option<String> {
         let mut s = TcpStream::connect(self.node(i).addr).ok()?;
