@@ -35,8 +35,8 @@ pub use cli::init_logging;
 pub use config::Config;
 pub use error::Error;
 pub use faust_actors::{
-    Agent, AgentError, Codec, Event, Header, Metrics, Record, Store, Table, TableSpec, TableView,
-    SOURCE_HEADER,
+    Agent, AgentError, Codec, Event, GlobalTable, GlobalView, Header, Metrics, Record, Store,
+    Table, TableSpec, TableView, SOURCE_HEADER,
 };
 pub use node::{App, NodeHandle, NodeInfo, NodeReport};
 

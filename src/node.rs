@@ -499,6 +499,20 @@ async fn node_main(
         workers: workers.iter().map(Arbiter::handle).collect(),
         stop_timeout: p.shutdown_timeout,
         standbys: standby_plan(&config, &agents, &client)?,
+        global_tables: agents
+            .iter()
+            .flat_map(|a| {
+                let partitions = a
+                    .topics()
+                    .first()
+                    .and_then(|t| config.topics.get(t))
+                    .map_or(1, |t| t.partitions);
+                a.tables()
+                    .into_iter()
+                    .filter(|t| t.global)
+                    .map(move |t| (t.name, partitions))
+            })
+            .collect(),
     })
     .start();
     let topics: Vec<String> = agents

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::nodes::Nodes;
 use common::{logs, node_config, unique, wait_for, Kafka, PARTITIONS};
 use faust::config::TableConfig;
-use faust::demo::{page_counts, PageViews};
-use faust::{App, Store};
+use faust::demo::{page_counts, PageView, PageViews};
+use faust::{Agent, AgentError, App, Event, GlobalTable, Store, TableSpec};
 
 const WAIT: Duration = Duration::from_secs(180);
 
@@ -265,4 +265,96 @@ fn without_standbys_a_takeover_replays_the_whole_changelog() {
         replayed > 0,
         "the survivor rebuilt the killed partitions from their changelogs"
     );
+}
+
+/// Counts views per URL in a global table: every node ends up with every URL's count.
+struct GlobalCounter {
+    topic: String,
+    views: GlobalTable<String, u64>,
+}
+
+impl Agent for GlobalCounter {
+    type Key = String;
+    type Value = PageView;
+
+    fn name(&self) -> &str {
+        "global_counter"
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec![self.topic.clone()]
+    }
+
+    fn tables(&self) -> Vec<TableSpec> {
+        vec![self.views.spec()]
+    }
+
+    async fn handle(&self, event: &mut Event<'_, String, PageView>) -> Result<(), AgentError> {
+        let url = event.value().url.clone();
+        let mut views = event.global(&self.views)?;
+        let n = views.get(&url)?.unwrap_or(0);
+        views.insert(url, n + 1)?;
+        Ok(())
+    }
+}
+
+#[test]
+fn every_node_holds_the_whole_global_table() {
+    logs();
+    let kafka = Kafka::new("global");
+    let truth = kafka.produce_page_views(2_000, 31);
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("global");
+    kafka.prepare_changelog(&group, "url_views");
+    let views = GlobalTable::<String, u64>::new("url_views");
+    let agent = || GlobalCounter {
+        topic: kafka.topic.clone(),
+        views: views.clone(),
+    };
+    let config = |name: &str| {
+        let mut c = kafka.config(&dir.path().join(name), &group);
+        c.agents.clear();
+        c.tables.insert(
+            "url_views".into(),
+            TableConfig {
+                standby_replicas: 0,
+            },
+        );
+        c
+    };
+    let mut a = App::new().agent(agent()).spawn(config("a")).unwrap();
+    let mut b = App::new().agent(agent()).spawn(config("b")).unwrap();
+    let (ma, mb) = (
+        a.wait_ready(WAIT).unwrap().metrics,
+        b.wait_ready(WAIT).unwrap().metrics,
+    );
+    wait_for("both nodes to hold partitions", WAIT, || {
+        let held = |m: &faust::Metrics| m.assigned_partitions.with_label_values(&["active"]).get();
+        held(&ma) >= 1 && held(&mb) >= 1 && held(&ma) + held(&mb) == i64::from(PARTITIONS)
+    });
+    wait_for("every event committed", WAIT, || {
+        kafka.committed(&group).values().sum::<i64>() == 2_000
+    });
+    let changelog: i64 = kafka
+        .ends(&faust_actors::changelog::changelog_topic(
+            &group,
+            "url_views",
+        ))
+        .values()
+        .sum();
+    wait_for("both copies to reach the changelog's end", WAIT, || {
+        [&ma, &mb]
+            .iter()
+            .all(|m| m.standby_records_total.get() as i64 >= changelog)
+    });
+    a.stop().unwrap();
+    b.stop().unwrap();
+    for name in ["a", "b"] {
+        let store = Store::open_existing(&dir.path().join(name)).unwrap();
+        assert_eq!(
+            store.global_contents(&views).unwrap(),
+            truth,
+            "node {name}'s copy"
+        );
+    }
 }

@@ -21,7 +21,7 @@ use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::record::{Header, Record};
 use crate::shard::TableSet;
-use crate::table::{Table, TableKey, TableSpec, TableValue, TableView};
+use crate::table::{GlobalTable, GlobalView, Table, TableKey, TableSpec, TableValue, TableView};
 
 /// A stream processor, like Faust's `@app.agent(topic)`.
 ///
@@ -283,6 +283,17 @@ impl<K, V> Event<'_, K, V> {
         table: &Table<TK, TV>,
     ) -> Result<TableView<'_, TK, TV>> {
         self.tables.view(table)
+    }
+
+    /// The global `table`: every key of every partition, as this node holds it.
+    ///
+    /// # Errors
+    /// The table is not declared by an agent of this topic, or is used with other types.
+    pub fn global<TK: TableKey, TV: TableValue>(
+        &mut self,
+        table: &GlobalTable<TK, TV>,
+    ) -> Result<GlobalView<'_, TK, TV>> {
+        self.tables.global_view(table)
     }
 
     /// Sends `key`/`value` to `topic`, encoded with that topic's codecs. The next commit waits

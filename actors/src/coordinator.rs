@@ -17,6 +17,7 @@ use rdkafka::producer::FutureProducer;
 
 use crate::agent::{AgentRef, Outbox, TopicCodecs};
 use crate::agent_actor::Work;
+use crate::changelog::applied_key;
 use crate::changelog::{changelog_topic, Restore};
 use crate::consumer::{NodeConsumer, NodeContext};
 use crate::members::{place_standbys, Membership, Part};
@@ -26,9 +27,9 @@ use crate::partition::{
 };
 use crate::reader::PartitionReader;
 use crate::record::Record;
-use crate::shard::tree_name;
 use crate::shard::TableSet;
-use crate::standby::Standby;
+use crate::shard::{data_prefix, global_tree_name, tree_name};
+use crate::standby::{Source, Standby};
 use crate::store::Store;
 use crate::throughput::RateMeter;
 use futures::channel::oneshot;
@@ -100,6 +101,8 @@ pub struct CoordinatorInit {
     pub stop_timeout: Duration,
     /// Standby replicas: `None` when the app has no tables or wants none.
     pub standbys: Option<StandbyPlan>,
+    /// Global tables and their partition counts: this node keeps a full copy of each.
+    pub global_tables: Vec<(Arc<str>, i32)>,
 }
 
 /// Where and how many standbys to keep.
@@ -120,6 +123,10 @@ struct Running {
 /// The coordinator actor; see the module doc.
 pub struct Coordinator {
     init: CoordinatorInit,
+    /// Tailers keeping this node's copies of the global tables.
+    global_readers: Vec<Standby>,
+    /// Whether the global copies reached the changelog ends seen at start (agents wait for it).
+    globals_ready: bool,
     standbys: HashMap<(Arc<str>, i32), Standby>,
     /// Standbys asked to stop whose last writes may still be in flight.
     stopping: HashMap<(Arc<str>, i32), oneshot::Receiver<()>>,
@@ -142,6 +149,8 @@ impl Coordinator {
         }
         Coordinator {
             init,
+            global_readers: Vec::new(),
+            globals_ready: false,
             standbys: HashMap::new(),
             stopping: HashMap::new(),
             by_topic,
@@ -195,6 +204,100 @@ impl Coordinator {
             partition,
             timeout: self.init.stop_timeout,
         })
+    }
+
+    fn start_global_reader(
+        &self,
+        table: &Arc<str>,
+        partitions: i32,
+    ) -> crate::error::Result<Standby> {
+        let store = &self.init.store;
+        let topic = changelog_topic(&self.init.app_id, table);
+        let tree = store
+            .db()
+            .open_tree(global_tree_name(table))
+            .map_err(|e| crate::error::Error::store(store.path(), e))?;
+        let sources = (0..partitions)
+            .map(|p| Source {
+                topic: topic.clone(),
+                partition: p,
+                prefix: data_prefix(table),
+                applied_key: applied_key(&format!("{table}/{p}")),
+                table: table.clone(),
+            })
+            .collect();
+        let group = format!("{}-global-reader", self.init.app_id);
+        let (path, metrics) = (store.path().clone(), self.init.metrics.clone());
+        Standby::start(
+            self.init.client.clone(),
+            group,
+            sources,
+            tree,
+            path,
+            metrics,
+        )
+    }
+
+    /// Waits (bounded) until every global table's copy reached the changelog ends seen now.
+    fn globals_caught_up(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let tables = self.init.global_tables.clone();
+        let (app, client, store) = (
+            self.init.app_id.clone(),
+            self.init.client.clone(),
+            self.init.store.clone(),
+        );
+        let bound = self.init.stop_timeout;
+        async move {
+            let ends = tokio::task::spawn_blocking(move || -> crate::error::Result<Vec<_>> {
+                let consumer: rdkafka::consumer::BaseConsumer = client
+                    .create()
+                    .map_err(|e| crate::error::Error::kafka("reading global changelog ends", e))?;
+                let mut ends = Vec::new();
+                for (table, partitions) in &tables {
+                    let topic = changelog_topic(&app, table);
+                    for p in 0..*partitions {
+                        let (_, high) = rdkafka::consumer::Consumer::fetch_watermarks(
+                            &consumer, &topic, p, bound,
+                        )
+                        .map_err(|e| {
+                            crate::error::Error::kafka(format!("reading {topic}[{p}]"), e)
+                        })?;
+                        ends.push((table.clone(), p, high));
+                    }
+                }
+                Ok(ends)
+            })
+            .await;
+            let Ok(Ok(ends)) = ends else {
+                tracing::warn!("cannot read the global tables' changelog ends; not waiting");
+                return;
+            };
+            let started = Instant::now();
+            loop {
+                let behind = ends.iter().filter(|(table, p, high)| {
+                    let applied = store
+                        .db()
+                        .open_tree(global_tree_name(table))
+                        .ok()
+                        .and_then(|t| t.get(applied_key(&format!("{table}/{p}"))).ok().flatten())
+                        .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+                        .map_or(0, i64::from_be_bytes);
+                    applied < *high
+                });
+                if behind.count() == 0 {
+                    tracing::info!(took = ?started.elapsed(), "global tables caught up");
+                    return;
+                }
+                if started.elapsed() > bound {
+                    tracing::warn!(
+                        ?bound,
+                        "global tables not caught up in time; starting anyway"
+                    );
+                    return;
+                }
+                actix::clock::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 
     /// Announces this node's partitions and brings its standbys in line with the placement.
@@ -251,12 +354,10 @@ impl Coordinator {
                 .open_tree(tree_name(&topic, partition))
                 .map_err(|e| crate::error::Error::store(store.path(), e))
                 .and_then(|tree| {
-                    Standby::start(
-                        restore,
-                        tree,
-                        store.path().clone(),
-                        self.init.metrics.clone(),
-                    )
+                    let sources = Source::of(&restore);
+                    let (client, group) = (restore.client, restore.group);
+                    let (path, metrics) = (store.path().clone(), self.init.metrics.clone());
+                    Standby::start(client, group, sources, tree, path, metrics)
                 });
             match started {
                 Ok(standby) => {
@@ -398,6 +499,14 @@ impl Actor for Coordinator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        for (table, partitions) in self.init.global_tables.clone() {
+            match self.start_global_reader(&table, partitions) {
+                Ok(reader) => self.global_readers.push(reader),
+                Err(e) => {
+                    tracing::error!(%table, error = %e, "cannot keep a copy of the global table")
+                }
+            }
+        }
         ctx.run_interval(Duration::from_secs(1), |act, _| act.tick());
     }
 }
@@ -428,8 +537,14 @@ impl Handler<Assigned> for Coordinator {
             writes_landing.extend(self.stopping.remove(&key));
         }
         let bound = self.init.stop_timeout;
+        let globals = (!self.globals_ready && !self.init.global_tables.is_empty())
+            .then(|| self.globals_caught_up());
+        self.globals_ready = true;
         ctx.wait(
             async move {
+                if let Some(caught_up) = globals {
+                    caught_up.await;
+                }
                 let _ = tokio::time::timeout(bound, join_all(writes_landing)).await;
             }
             .into_actor(self)
@@ -480,6 +595,7 @@ impl Handler<StopAll> for Coordinator {
             .with_label_values(&["standby"])
             .sub(held);
         let mut standbys_done: Vec<_> = self.standbys.drain().map(|(_, s)| s.stop()).collect();
+        standbys_done.extend(self.global_readers.drain(..).map(Standby::stop));
         standbys_done.extend(self.stopping.drain().map(|(_, r)| r));
         let membership = self.init.standbys.take().map(|plan| plan.membership);
         let keys: Vec<_> = self.partitions.keys().cloned().collect();

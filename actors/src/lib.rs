@@ -52,4 +52,4 @@ pub use partition::PartitionSettings;
 pub use record::{Header, Record};
 pub use shard::TableSet;
 pub use store::{OnClusterMismatch, Store};
-pub use table::{Table, TableSpec, TableView};
+pub use table::{GlobalTable, GlobalView, Table, TableSpec, TableView};

@@ -19,10 +19,15 @@ use std::sync::Arc;
 
 use crate::changelog::changelog_topic;
 use crate::error::{Error, Result};
-use crate::table::{Table, TableKey, TableSpec, TableValue, TableView};
+use crate::table::{GlobalTable, GlobalView, Table, TableKey, TableSpec, TableValue, TableView};
 
 /// Key of the next source offset in a partition tree.
 pub(crate) const OFFSET_KEY: &[u8] = b"m/offset";
+
+/// Name of the sled tree holding this node's full copy of global table `table`.
+pub(crate) fn global_tree_name(table: &str) -> String {
+    format!("global/{table}")
+}
 
 /// Name of the sled tree holding partition `partition` of `topic`.
 pub(crate) fn tree_name(topic: &str, partition: i32) -> String {
@@ -118,17 +123,45 @@ impl<K: TableKey, V: TableValue> Shard<K, V> {
         Ok(())
     }
 
+    /// The value this event or an uncommitted earlier one wrote for `key`, if any.
+    pub(crate) fn pending(&self, key: &K) -> Option<Option<V>> {
+        self.cache
+            .get(key)
+            .filter(|e| e.dirty)
+            .map(|e| e.value.clone())
+    }
+
+    /// `key` read straight from `tree` (a global table's copy), not through the cache.
+    pub(crate) fn read_from(&self, tree: &sled::Tree, path: &Path, key: &K) -> Result<Option<V>> {
+        let raw = tree
+            .get(self.store_key(key)?)
+            .map_err(|e| Error::store(path, e))?;
+        raw.map(|b| self.spec.value_codec.decode("table value", &b))
+            .transpose()
+    }
+
     pub(crate) fn items(&mut self) -> Result<Vec<(K, V)>> {
+        let tree = self.tree.clone();
+        let path = self.path.clone();
+        self.items_in(&tree, &path)
+    }
+
+    /// Every entry of `tree` under this table, with the cache's writes applied.
+    pub(crate) fn items_in(&mut self, tree: &sled::Tree, path: &Path) -> Result<Vec<(K, V)>> {
         let mut all: HashMap<K, V> = HashMap::new();
-        for item in self.tree.scan_prefix(&self.prefix) {
-            let (k, v) = item.map_err(|e| Error::store(&self.path, e))?;
+        for item in tree.scan_prefix(&self.prefix) {
+            let (k, v) = item.map_err(|e| Error::store(path, e))?;
             let key = self
                 .spec
                 .key_codec
                 .decode("table key", &k[self.prefix.len()..])?;
             all.insert(key, self.spec.value_codec.decode("table value", &v)?);
         }
-        for (k, e) in &self.cache {
+        for (k, e) in self
+            .cache
+            .iter()
+            .filter(|(_, e)| e.dirty || !self.spec.global)
+        {
             match &e.value {
                 Some(v) => all.insert(k.clone(), v.clone()),
                 None => all.remove(k),
@@ -232,6 +265,8 @@ pub struct TableSet {
     path: Arc<Path>,
     specs: Vec<TableSpec>,
     shards: HashMap<Arc<str>, Box<dyn ShardOps>>,
+    /// The node-wide copies of the global tables among `specs`.
+    globals: HashMap<Arc<str>, sled::Tree>,
     counts: HashMap<Arc<str>, u64>,
     max_cached: usize,
 }
@@ -265,6 +300,13 @@ impl TableSet {
         let tree = db
             .open_tree(tree_name(&topic, partition))
             .map_err(|e| Error::store(&path, e))?;
+        let mut globals = HashMap::new();
+        for spec in specs.iter().filter(|s| s.global) {
+            let tree = db
+                .open_tree(global_tree_name(&spec.name))
+                .map_err(|e| Error::store(&path, e))?;
+            globals.insert(spec.name.clone(), tree);
+        }
         let mut counts = HashMap::new();
         for spec in &specs {
             let raw = tree
@@ -283,6 +325,7 @@ impl TableSet {
             path,
             specs,
             shards: HashMap::new(),
+            globals,
             counts,
             max_cached,
         })
@@ -313,6 +356,33 @@ impl TableSet {
                 table: name.to_owned(),
             })?;
         Ok(TableView { shard })
+    }
+
+    /// The whole global `table` as this node holds it, with this partition's writes.
+    pub(crate) fn global_view<K: TableKey, V: TableValue>(
+        &mut self,
+        table: &GlobalTable<K, V>,
+    ) -> Result<GlobalView<'_, K, V>> {
+        self.view(table.as_table())?;
+        let name = table.name();
+        let global = self
+            .globals
+            .get(name)
+            .ok_or_else(|| Error::TableTypeMismatch {
+                table: name.to_owned(),
+            })?;
+        let shard = self
+            .shards
+            .get_mut(name)
+            .and_then(|s| s.as_any().downcast_mut::<Shard<K, V>>())
+            .ok_or_else(|| Error::TableTypeMismatch {
+                table: name.to_owned(),
+            })?;
+        Ok(GlobalView {
+            shard,
+            global,
+            path: &self.path,
+        })
     }
 
     pub(crate) fn end_event(&mut self) {

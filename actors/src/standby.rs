@@ -15,7 +15,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::changelog::{applied, applied_key, Restore};
+use rdkafka::config::ClientConfig;
+
+use crate::changelog::{applied_key, Restore};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::shard::{count_key, data_prefix};
@@ -23,6 +25,35 @@ use crate::shard::{count_key, data_prefix};
 /// How often a standby writes what it read to the store.
 const APPLY_EVERY: Duration = Duration::from_millis(200);
 
+/// One changelog partition a tailer applies: its topic and partition, the key prefix its
+/// records get in the tree, and the key under which the next offset to apply is stored.
+pub(crate) struct Source {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) prefix: Vec<u8>,
+    pub(crate) applied_key: Vec<u8>,
+    /// Tables whose key count is recounted when the tailer stops.
+    pub(crate) table: Arc<str>,
+}
+
+impl Source {
+    /// The sources of a standby: every table's changelog for one source partition.
+    pub(crate) fn of(restore: &Restore) -> Vec<Source> {
+        restore
+            .tables
+            .iter()
+            .map(|(table, topic)| Source {
+                topic: topic.clone(),
+                partition: restore.partition,
+                prefix: data_prefix(table),
+                applied_key: applied_key(table),
+                table: table.clone(),
+            })
+            .collect()
+    }
+}
+
+/// A running tailer (a standby, or a global table's reader); stop it with [`Standby::stop`].
 /// A running standby; stop it with [`Standby::stop`].
 pub(crate) struct Standby {
     stop: Arc<AtomicBool>,
@@ -31,9 +62,11 @@ pub(crate) struct Standby {
 }
 
 impl Standby {
-    /// Starts tailing `restore`'s changelog partitions into `tree`.
+    /// Starts tailing `sources` into `tree` (a consumer from `client`, group `group`).
     pub(crate) fn start(
-        restore: Restore,
+        client: ClientConfig,
+        group: String,
+        sources: Vec<Source>,
         tree: sled::Tree,
         path: Arc<Path>,
         metrics: Metrics,
@@ -41,11 +74,12 @@ impl Standby {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, done) = oneshot::channel();
         let flag = stop.clone();
+        let name = format!("faust-tail-{}", sources.first().map_or(0, |s| s.partition));
         let thread = std::thread::Builder::new()
-            .name(format!("faust-standby-{}", restore.partition))
+            .name(name)
             .spawn(move || {
-                if let Err(e) = tail(&restore, &tree, &path, &flag, &metrics) {
-                    tracing::error!(partition = restore.partition, error = %e, "standby stopped");
+                if let Err(e) = tail(&client, &group, &sources, &tree, &path, &flag, &metrics) {
+                    tracing::error!(error = %e, "changelog tailer stopped");
                 }
                 let _ = tx.send(());
             })
@@ -69,39 +103,45 @@ impl Standby {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn tail(
-    restore: &Restore,
+    client: &ClientConfig,
+    group: &str,
+    sources: &[Source],
     tree: &sled::Tree,
     path: &Path,
     stop: &AtomicBool,
     metrics: &Metrics,
 ) -> Result<()> {
-    let p = restore.partition;
-    let consumer: BaseConsumer = restore
-        .client
+    let consumer: BaseConsumer = client
         .clone()
-        .set("group.id", &restore.group)
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
-        .map_err(|e| Error::kafka("creating a standby consumer", e))?;
+        .map_err(|e| Error::kafka("creating a changelog tailer", e))?;
     let mut tpl = TopicPartitionList::new();
-    let mut tables: HashMap<&str, (&str, Vec<u8>)> = HashMap::new();
-    for (table, topic) in &restore.tables {
-        let from = applied(tree, table, path)?;
-        tpl.add_partition_offset(topic, p, Offset::Offset(from))
-            .map_err(|e| Error::kafka(format!("assigning {topic}[{p}]"), e))?;
-        tables.insert(topic.as_str(), (table, data_prefix(table)));
+    let mut by_tp: HashMap<(&str, i32), &Source> = HashMap::new();
+    for s in sources {
+        let raw = tree
+            .get(&s.applied_key)
+            .map_err(|e| Error::store(path, e))?;
+        let from = raw
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map_or(0, i64::from_be_bytes);
+        tpl.add_partition_offset(&s.topic, s.partition, Offset::Offset(from))
+            .map_err(|e| Error::kafka(format!("assigning {}[{}]", s.topic, s.partition), e))?;
+        by_tp.insert((s.topic.as_str(), s.partition), s);
     }
     consumer
         .assign(&tpl)
-        .map_err(|e| Error::kafka("assigning the standby's changelogs", e))?;
+        .map_err(|e| Error::kafka("assigning the changelogs to tail", e))?;
     drop(tpl);
     let mut batch = sled::Batch::default();
-    let mut next: HashMap<&str, i64> = HashMap::new();
+    let mut next: HashMap<&[u8], i64> = HashMap::new();
     let mut last_apply = Instant::now();
-    let flush = |batch: &mut sled::Batch, next: &mut HashMap<&str, i64>| -> Result<()> {
-        for (table, offset) in next.drain() {
-            batch.insert(applied_key(table), &offset.to_be_bytes());
+    let flush = |batch: &mut sled::Batch, next: &mut HashMap<&[u8], i64>| -> Result<()> {
+        for (key, offset) in next.drain() {
+            batch.insert(key, &offset.to_be_bytes());
         }
         tree.apply_batch(std::mem::take(batch))
             .map_err(|e| Error::store(path, e))
@@ -109,17 +149,17 @@ fn tail(
     while !stop.load(Ordering::SeqCst) {
         match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(msg)) => {
-                if let Some((table, prefix)) = tables.get(msg.topic()) {
-                    let key = [prefix.as_slice(), msg.key().unwrap_or_default()].concat();
+                if let Some(s) = by_tp.get(&(msg.topic(), msg.partition())) {
+                    let key = [s.prefix.as_slice(), msg.key().unwrap_or_default()].concat();
                     match msg.payload() {
                         Some(v) => batch.insert(key, v),
                         None => batch.remove(key),
                     }
-                    next.insert(table, msg.offset() + 1);
+                    next.insert(&s.applied_key, msg.offset() + 1);
                     metrics.standby_records_total.inc();
                 }
             }
-            Some(Err(e)) => tracing::warn!(partition = p, error = %e, "standby read error"),
+            Some(Err(e)) => tracing::warn!(error = %e, "changelog tailer read error"),
             None => {}
         }
         if !next.is_empty() && last_apply.elapsed() >= APPLY_EVERY {
@@ -129,9 +169,14 @@ fn tail(
     }
     flush(&mut batch, &mut next)?;
     let mut counts = sled::Batch::default();
-    for (table, _) in &restore.tables {
-        let keys = tree.scan_prefix(data_prefix(table)).count() as u64;
-        counts.insert(count_key(table), &keys.to_be_bytes());
+    let mut seen: Vec<&str> = Vec::new();
+    for s in sources {
+        if seen.contains(&&*s.table) {
+            continue;
+        }
+        seen.push(&s.table);
+        let keys = tree.scan_prefix(&s.prefix).count() as u64;
+        counts.insert(count_key(&s.table), &keys.to_be_bytes());
     }
     tree.apply_batch(counts)
         .map_err(|e| Error::store(path, e))?;

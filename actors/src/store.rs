@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::shard::{data_prefix, stored_offset, tree_name};
-use crate::table::{Table, TableKey, TableValue};
+use crate::shard::{data_prefix, global_tree_name, stored_offset, tree_name};
+use crate::table::{GlobalTable, Table, TableKey, TableValue};
 
 const STAMP: &str = "CLUSTER_ID";
 
@@ -194,6 +194,29 @@ impl Store {
                 let key = spec.key_codec.decode("table key", &k[prefix.len()..])?;
                 out.insert(key, spec.value_codec.decode("table value", &v)?);
             }
+        }
+        Ok(out)
+    }
+
+    /// Every key and value of the global `table` as this node holds it.
+    ///
+    /// # Errors
+    /// The store failed or holds bytes that do not decode with the table's codecs.
+    pub fn global_contents<K: TableKey, V: TableValue>(
+        &self,
+        table: &GlobalTable<K, V>,
+    ) -> Result<HashMap<K, V>> {
+        let spec = table.spec();
+        let prefix = data_prefix(&spec.name);
+        let tree = self
+            .db
+            .open_tree(global_tree_name(&spec.name))
+            .map_err(|e| Error::store(&self.path, e))?;
+        let mut out = HashMap::new();
+        for item in tree.scan_prefix(&prefix) {
+            let (k, v) = item.map_err(|e| Error::store(&self.path, e))?;
+            let key = spec.key_codec.decode("table key", &k[prefix.len()..])?;
+            out.insert(key, spec.value_codec.decode("table value", &v)?);
         }
         Ok(out)
     }

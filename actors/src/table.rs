@@ -34,6 +34,8 @@ pub struct TableSpec {
     pub key_codec: Codec,
     /// Codec of values, in the store and in the changelog.
     pub value_codec: Codec,
+    /// A global table: every node holds every partition (see [`GlobalTable`]).
+    pub global: bool,
 }
 
 /// A typed handle on a partitioned table, like Faust's `app.Table(name)`: cheap to clone, kept
@@ -68,6 +70,7 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
                 name: Arc::from(name),
                 key_codec: Codec::Json,
                 value_codec: Codec::Json,
+                global: false,
             },
             _types: PhantomData,
         }
@@ -155,5 +158,119 @@ impl<K: TableKey, V: TableValue> TableView<'_, K, V> {
     /// The store failed or holds bytes that do not decode.
     pub fn items(&mut self) -> Result<Vec<(K, V)>> {
         self.shard.items()
+    }
+}
+
+/// A table every node holds in full, like Faust's `app.GlobalTable` or Kafka Streams'
+/// `GlobalKTable`: each node tails every partition of its changelog into a local copy, so an
+/// agent reads any key from any partition. Writes go through the writing event's partition
+/// (cached, changelogged and committed like any table write) and reach every node's copy from
+/// the changelog; the writer sees its own writes at once.
+pub struct GlobalTable<K, V> {
+    table: Table<K, V>,
+}
+
+impl<K, V> Clone for GlobalTable<K, V> {
+    fn clone(&self) -> Self {
+        GlobalTable {
+            table: self.table.clone(),
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for GlobalTable<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("GlobalTable")
+            .field(&self.table.spec)
+            .finish()
+    }
+}
+
+impl<K: TableKey, V: TableValue> GlobalTable<K, V> {
+    /// A global table named `name` with JSON keys and values.
+    pub fn new(name: &str) -> Self {
+        let mut table = Table::new(name);
+        table.spec.global = true;
+        GlobalTable { table }
+    }
+
+    /// Sets the codec of keys.
+    pub fn key_codec(self, codec: Codec) -> Self {
+        GlobalTable {
+            table: self.table.key_codec(codec),
+        }
+    }
+
+    /// Sets the codec of values.
+    pub fn value_codec(self, codec: Codec) -> Self {
+        GlobalTable {
+            table: self.table.value_codec(codec),
+        }
+    }
+
+    /// The untyped description, for `Agent::tables`.
+    pub fn spec(&self) -> TableSpec {
+        self.table.spec()
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        self.table.name()
+    }
+
+    pub(crate) fn as_table(&self) -> &Table<K, V> {
+        &self.table
+    }
+}
+
+/// A global table as one event sees it: every key of every partition.
+pub struct GlobalView<'a, K: TableKey, V: TableValue> {
+    pub(crate) shard: &'a mut Shard<K, V>,
+    pub(crate) global: &'a sled::Tree,
+    pub(crate) path: &'a std::path::Path,
+}
+
+impl<K: TableKey, V: TableValue> GlobalView<'_, K, V> {
+    /// The value of `key`, from any partition (this event's own writes first).
+    ///
+    /// # Errors
+    /// The store failed or holds bytes that do not decode.
+    pub fn get(&mut self, key: &K) -> Result<Option<V>> {
+        if let Some(mine) = self.shard.pending(key) {
+            return Ok(mine);
+        }
+        self.shard.read_from(self.global, self.path, key)
+    }
+
+    /// Whether `key` has a value in any partition.
+    ///
+    /// # Errors
+    /// As [`GlobalView::get`].
+    pub fn contains(&mut self, key: &K) -> Result<bool> {
+        Ok(self.get(key)?.is_some())
+    }
+
+    /// Sets `key` (written through this event's partition).
+    ///
+    /// # Errors
+    /// As [`TableView::insert`].
+    pub fn insert(&mut self, key: K, value: V) -> Result<()> {
+        self.shard.put(key, Some(value))
+    }
+
+    /// Removes `key` (written through this event's partition).
+    ///
+    /// # Errors
+    /// As [`TableView::remove`].
+    pub fn remove(&mut self, key: &K) -> Result<()> {
+        self.shard.put(key.clone(), None)
+    }
+
+    /// Every key and value of the whole table as this node holds it.
+    ///
+    /// # Errors
+    /// As [`GlobalView::get`].
+    pub fn items(&mut self) -> Result<Vec<(K, V)>> {
+        self.shard.items_in(self.global, self.path)
     }
 }

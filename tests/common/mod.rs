@@ -273,6 +273,14 @@ impl Kafka {
             .collect()
     }
 
+    /// Creates the changelog of `table` for app `app_id` where the node cannot (the mock
+    /// cluster has no admin API; a real broker gets it from the node).
+    pub fn prepare_changelog(&self, app_id: &str, table: &str) {
+        if let Backend::Mock(cluster) = &self.backend {
+            let _ = cluster.create_topic(&changelog_topic(app_id, table), PARTITIONS, 1);
+        }
+    }
+
     /// A node config for this broker: the input and output topics, `page_views` emitting to
     /// the output, a store in `store`, HTTP on a free port, fast commits.
     pub fn config(&self, store: &Path, app_id: &str) -> Config {
