@@ -66,6 +66,14 @@ pub enum Error {
         #[source]
         source: sled::Error,
     },
+    /// Another process holds the store (a second node with the same `store.path`?).
+    #[error(
+        "the store at {path} is in use by another process (two nodes with the same store.path?)"
+    )]
+    StoreLocked {
+        /// The store's directory.
+        path: PathBuf,
+    },
     /// A file-system operation on the store directory failed.
     #[error("{action} {path}: {source}")]
     Io {

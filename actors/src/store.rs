@@ -73,7 +73,7 @@ impl Store {
                         })
                     }
                     OnClusterMismatch::Archive => {
-                        let aside = archive_path(path);
+                        let aside = archive_path(path, "stale");
                         std::fs::rename(path, &aside)
                             .map_err(io("cannot move the stale store aside to", &aside))?;
                         tracing::warn!(
@@ -115,12 +115,43 @@ impl Store {
     }
 
     fn open_db(path: &Path, cache_bytes: u64) -> Result<Store> {
-        let db = sled::Config::new()
-            .path(path.join("sled"))
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(|e| Error::store(path, e))?;
+        let dir = path.join("sled");
+        let fresh = !dir.exists();
+        let open = || {
+            let config = sled::Config::new()
+                .path(&dir)
+                .cache_capacity(cache_bytes)
+                .flush_every_ms(Some(1000));
+            // sled panics on some damage instead of returning an error.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()))
+                .unwrap_or_else(|_| {
+                    Err(sled::Error::Unsupported(
+                        "sled panicked while opening".into(),
+                    ))
+                })
+        };
+        let db = match open() {
+            Ok(db) => db,
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                return Err(Error::StoreLocked {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(e @ (sled::Error::Corruption { .. } | sled::Error::Unsupported(_))) => {
+                let aside = archive_path(&dir, "corrupt");
+                std::fs::rename(&dir, &aside)
+                    .map_err(io("cannot move the corrupt store aside to", &aside))?;
+                tracing::error!(store = %path.display(), moved_to = %aside.display(), error = %e,
+                    "the store is corrupt: moved it aside; every table partition will be \
+                     rebuilt from its changelog");
+                open().map_err(|e| Error::store(path, e))?
+            }
+            Err(e) => return Err(Error::store(path, e)),
+        };
+        if fresh {
+            tracing::info!(store = %path.display(),
+                "new local store: table partitions will be restored from their changelogs");
+        }
         Ok(Store {
             db,
             path: Arc::from(path),
@@ -233,12 +264,13 @@ impl Store {
     }
 }
 
-fn archive_path(path: &Path) -> PathBuf {
+/// `<path>.<why>-<unix seconds>`: where a store that cannot be used is moved.
+fn archive_path(path: &Path, why: &str) -> PathBuf {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".stale-{secs}"));
+    name.push(format!(".{why}-{secs}"));
     path.with_file_name(name)
 }
 
@@ -280,5 +312,30 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with("store.stale-"))
             .count();
         assert_eq!(archived, 1);
+    }
+
+    #[test]
+    fn a_corrupt_store_is_moved_aside_and_a_held_one_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let store = Store::open(&path, "c", OnClusterMismatch::Fail, 1 << 20).unwrap();
+        store.db().insert(b"k", b"v").unwrap();
+        store.flush().unwrap();
+        let err = Store::open(&path, "c", OnClusterMismatch::Fail, 1 << 20).unwrap_err();
+        assert!(
+            err.to_string().contains("in use by another process"),
+            "{err}"
+        );
+        drop(store);
+
+        std::fs::write(path.join("sled").join("conf"), b"not a sled config").unwrap();
+        let reopened = Store::open(&path, "c", OnClusterMismatch::Fail, 1 << 20).unwrap();
+        assert!(reopened.db().get(b"k").unwrap().is_none(), "a fresh store");
+        let aside = std::fs::read_dir(&path)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("sled.corrupt-"))
+            .count();
+        assert_eq!(aside, 1, "the damaged store is kept aside for inspection");
     }
 }
