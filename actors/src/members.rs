@@ -265,7 +265,7 @@ mod tests {
         ];
         let two = &three[..2];
         for part in parts() {
-            let one = &[part.clone()];
+            let one = std::slice::from_ref(&part);
             let before = ["a", "b", "c"]
                 .iter()
                 .find(|n| !place_standbys(n, &three, one, 1).is_empty())
