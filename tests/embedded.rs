@@ -227,7 +227,7 @@ fn metrics_and_health_are_served_over_http() {
         info.metrics.agent_events("page_views") >= 200
     });
     wait_for("a commit", WAIT, || info.metrics.commits_total.get() > 0);
-    let body = http_get(addr, "/metrics");
+    let body = common::http_get(addr, "/metrics").unwrap();
     let events: u64 = body
         .lines()
         .filter(|l| l.starts_with("faust_events_total{"))
@@ -243,23 +243,8 @@ fn metrics_and_health_are_served_over_http() {
         .find(|l| l.starts_with("faust_table_keys{table=\"page_counts\"}"))
         .and_then(|l| l.rsplit(' ').next()?.parse::<i64>().ok());
     assert!(keys.is_some_and(|k| k > 0), "{body}");
-    let health = http_get(addr, "/healthz");
+    let health = common::http_get(addr, "/healthz").unwrap();
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.contains("\"active_partitions\":4"), "{health}");
     node.stop().unwrap();
-}
-
-/// A minimal HTTP/1.1 GET (keeps the tests free of an HTTP client dependency).
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }

@@ -1,8 +1,9 @@
 //! The shipped binary, run as a user runs it: `faust-node worker --config config/demo.toml`,
 //! scraped over HTTP, stopped with SIGTERM.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,16 +20,7 @@ fn free_port() -> u16 {
 }
 
 fn metrics(addr: SocketAddr) -> Option<String> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
+    common::http_get(addr, "/metrics")
 }
 
 fn sum(body: &str, prefix: &str) -> f64 {

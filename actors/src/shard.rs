@@ -277,6 +277,19 @@ pub(crate) struct Change {
     pub(crate) value: Option<Vec<u8>>,
 }
 
+/// The shard of table `name` with its types, or [`Error::TableTypeMismatch`].
+fn typed<'a, K: TableKey, V: TableValue>(
+    shards: &'a mut HashMap<Arc<str>, Box<dyn ShardOps>>,
+    name: &str,
+) -> Result<&'a mut Shard<K, V>> {
+    shards
+        .get_mut(name)
+        .and_then(|s| s.as_any().downcast_mut::<Shard<K, V>>())
+        .ok_or_else(|| Error::TableTypeMismatch {
+            table: name.to_owned(),
+        })
+}
+
 /// A batch ready to apply atomically, the key counts it will leave, and the writes each
 /// table's changelog must receive first.
 pub(crate) struct Staged {
@@ -348,13 +361,7 @@ impl TableSet {
             let shard = Shard::<K, V>::new(spec.clone(), self.tree.clone(), self.path.clone());
             self.shards.insert(spec.name, Box::new(shard));
         }
-        let shard = self
-            .shards
-            .get_mut(name)
-            .and_then(|s| s.as_any().downcast_mut::<Shard<K, V>>())
-            .ok_or_else(|| Error::TableTypeMismatch {
-                table: name.to_owned(),
-            })?;
+        let shard = typed(&mut self.shards, name)?;
         Ok(TableView { shard })
     }
 
@@ -371,13 +378,7 @@ impl TableSet {
             .ok_or_else(|| Error::TableTypeMismatch {
                 table: name.to_owned(),
             })?;
-        let shard = self
-            .shards
-            .get_mut(name)
-            .and_then(|s| s.as_any().downcast_mut::<Shard<K, V>>())
-            .ok_or_else(|| Error::TableTypeMismatch {
-                table: name.to_owned(),
-            })?;
+        let shard = typed(&mut self.shards, name)?;
         Ok(GlobalView {
             shard,
             global,

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::shard::{data_prefix, global_tree_name, stored_offset, tree_name};
-use crate::table::{GlobalTable, Table, TableKey, TableValue};
+use crate::table::{GlobalTable, Table, TableKey, TableSpec, TableValue};
 
 const STAMP: &str = "CLUSTER_ID";
 
@@ -209,21 +209,10 @@ impl Store {
         &self,
         table: &Table<K, V>,
     ) -> Result<HashMap<K, V>> {
-        let spec = table.spec();
-        let prefix = data_prefix(&spec.name);
         let mut out = HashMap::new();
         for name in self.db.tree_names() {
-            if !name.starts_with(b"partition/") {
-                continue;
-            }
-            let tree = self
-                .db
-                .open_tree(&name)
-                .map_err(|e| Error::store(&self.path, e))?;
-            for item in tree.scan_prefix(&prefix) {
-                let (k, v) = item.map_err(|e| Error::store(&self.path, e))?;
-                let key = spec.key_codec.decode("table key", &k[prefix.len()..])?;
-                out.insert(key, spec.value_codec.decode("table value", &v)?);
+            if name.starts_with(b"partition/") {
+                self.decode_into(&name, &table.spec(), &mut out)?;
             }
         }
         Ok(out)
@@ -237,19 +226,30 @@ impl Store {
         &self,
         table: &GlobalTable<K, V>,
     ) -> Result<HashMap<K, V>> {
+        let mut out = HashMap::new();
         let spec = table.spec();
+        self.decode_into(global_tree_name(&spec.name).as_bytes(), &spec, &mut out)?;
+        Ok(out)
+    }
+
+    /// Decodes every entry of `spec`'s table in tree `tree` into `out`.
+    fn decode_into<K: TableKey, V: TableValue>(
+        &self,
+        tree: &[u8],
+        spec: &TableSpec,
+        out: &mut HashMap<K, V>,
+    ) -> Result<()> {
         let prefix = data_prefix(&spec.name);
         let tree = self
             .db
-            .open_tree(global_tree_name(&spec.name))
+            .open_tree(tree)
             .map_err(|e| Error::store(&self.path, e))?;
-        let mut out = HashMap::new();
         for item in tree.scan_prefix(&prefix) {
             let (k, v) = item.map_err(|e| Error::store(&self.path, e))?;
             let key = spec.key_codec.decode("table key", &k[prefix.len()..])?;
             out.insert(key, spec.value_codec.decode("table value", &v)?);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Writes everything to disk (used at shutdown; commits flush their own writes).

@@ -19,7 +19,7 @@ use faust_actors::members::members_topic;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -167,33 +167,8 @@ impl Kafka {
     /// The `faust-source` header of every record in the output topic: which input records
     /// (partition, offset) an agent emitted something for.
     pub fn emitted_sources(&self) -> HashSet<(i32, i64)> {
-        let ends = self.ends(&self.out);
-        let consumer: BaseConsumer = self
-            .client()
-            .set("group.id", unique("reader"))
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition_offset(&self.out, p, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        drop(tpl);
         let mut seen = HashSet::new();
-        let mut next: HashMap<i32, i64> = HashMap::new();
-        let start = Instant::now();
-        while ends
-            .iter()
-            .any(|(p, end)| next.get(p).copied().unwrap_or(0) < *end)
-        {
-            assert!(start.elapsed() < TIMEOUT, "output topic not read in time");
-            let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
-                continue;
-            };
-            let msg = msg.unwrap();
-            next.insert(msg.partition(), msg.offset() + 1);
+        self.read_to_end(&self.out, |msg| {
             let source = msg
                 .headers()
                 .and_then(|h| h.iter().find(|h| h.key == faust::SOURCE_HEADER))
@@ -204,8 +179,41 @@ impl Kafka {
             let offset: i64 = parts.next().unwrap().parse().unwrap();
             let partition: i32 = parts.next().unwrap().parse().unwrap();
             seen.insert((partition, offset));
-        }
+        });
         seen
+    }
+
+    /// Reads every partition of `topic` from its start to its current end, in order per
+    /// partition, handing each record to `f`.
+    pub fn read_to_end(&self, topic: &str, mut f: impl FnMut(&BorrowedMessage<'_>)) {
+        let ends = self.ends(topic);
+        let consumer: BaseConsumer = self
+            .client()
+            .set("group.id", unique("reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        drop(tpl);
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        let start = Instant::now();
+        while ends
+            .iter()
+            .any(|(p, end)| next.get(p).copied().unwrap_or(0) < *end)
+        {
+            assert!(start.elapsed() < TIMEOUT, "{topic} not read in time");
+            let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let msg = msg.unwrap();
+            next.insert(msg.partition(), msg.offset() + 1);
+            f(&msg);
+        }
     }
 
     /// Panics unless an output record names every input record (at least once).
@@ -228,40 +236,14 @@ impl Kafka {
     /// The last value of every key of a table's changelog (tombstones remove), read from the
     /// start of all its partitions: the table as the changelog has it.
     pub fn changelog_table(&self, app_id: &str) -> HashMap<String, u64> {
-        let topic = changelog_topic(app_id, "page_counts");
-        let ends = self.ends(&topic);
-        let consumer: BaseConsumer = self
-            .client()
-            .set("group.id", unique("changelog-reader"))
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition_offset(&topic, p, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        drop(tpl);
         let mut table = HashMap::new();
-        let mut next: HashMap<i32, i64> = HashMap::new();
-        let start = Instant::now();
-        while ends
-            .iter()
-            .any(|(p, end)| next.get(p).copied().unwrap_or(0) < *end)
-        {
-            assert!(start.elapsed() < TIMEOUT, "changelog not read in time");
-            let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
-                continue;
-            };
-            let msg = msg.unwrap();
-            next.insert(msg.partition(), msg.offset() + 1);
+        self.read_to_end(&changelog_topic(app_id, "page_counts"), |msg| {
             let key = String::from_utf8_lossy(msg.key().unwrap()).into_owned();
             match msg.payload() {
                 Some(v) => table.insert(key, serde_json::from_slice(v).unwrap()),
                 None => table.remove(&key),
             };
-        }
+        });
         table
     }
 
@@ -356,6 +338,22 @@ pub fn node_config(kafka: &Kafka, group: &str) -> Config {
     let agent = cfg.agents.get_mut("page_views").unwrap();
     agent.topics = Some(vec![kafka.topic.clone()]);
     cfg
+}
+
+/// `GET path` over HTTP/1.1 to `addr`: the whole response (status line, headers, body), or
+/// `None` when nothing answers.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
 }
 
 /// Waits until `cond` holds, polling; panics with `what` after `timeout`.

@@ -1,8 +1,7 @@
 //! Runs `faust-node` processes against one broker: each with its own store and HTTP port,
 //! stoppable with SIGTERM or SIGKILL, observed through its `/metrics`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -80,16 +79,7 @@ impl Nodes {
 
     /// The node's `/metrics` page, if it answers.
     pub fn metrics(&self, i: usize) -> Option<String> {
-        let mut s = TcpStream::connect(self.node(i).addr).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        Some(out)
+        super::http_get(self.node(i).addr, "/metrics")
     }
 
     /// The sum of every sample whose line starts with `prefix` (0 when unreachable).
