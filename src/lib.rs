@@ -11,6 +11,8 @@
 //! - [`config`]: typed configuration from defaults, a TOML file and `FAUST__*` variables, with
 //!   every error reported at once.
 //! - `cli`: the `worker` / `validate` command line that [`App::main`] runs.
+//! - `clients`: librdkafka settings of the node's clients; reaching the broker at start-up.
+//! - `handle`: [`NodeHandle`], a node on a thread of its own.
 //! - `topics`: creating missing topics, checking partition counts.
 //! - `web`: `/metrics` (Prometheus) and `/healthz`.
 //! - [`embedded`]: the in-process broker used when `broker.bootstrap = "embedded"`.
@@ -22,11 +24,13 @@
 //! user-facing types are re-exported here.
 
 mod cli;
+mod clients;
 pub mod config;
 pub mod demo;
 pub mod embedded;
 pub mod error;
 pub mod generator;
+mod handle;
 pub mod node;
 mod topics;
 mod web;

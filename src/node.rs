@@ -10,7 +10,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -23,10 +22,13 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::watch;
 
+use crate::clients::{client_config, connect, consumer_config, masked};
 use crate::config::{Config, ConfigErrors, Issue};
 use crate::embedded::EmbeddedBroker;
 use crate::error::Error;
 use crate::{generator, topics, web};
+
+pub use crate::handle::NodeHandle;
 
 /// A faust-rs application: its agents. Like Faust's `faust.App`, run it as a node with
 /// [`App::main`] (the `worker`/`validate` CLI), [`App::run`], or [`App::spawn`].
@@ -247,139 +249,6 @@ impl App {
             ready,
         })
     }
-}
-
-/// A node running on its own thread. Dropping the handle stops the node too.
-#[derive(Debug)]
-pub struct NodeHandle {
-    stop: Option<futures::channel::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<Result<NodeReport, Error>>>,
-    ready: mpsc::Receiver<NodeInfo>,
-}
-
-impl NodeHandle {
-    /// Waits until the node is consuming, at most `timeout`.
-    ///
-    /// # Errors
-    /// The node failed to start (its error), or did not start in time.
-    pub fn wait_ready(&mut self, timeout: Duration) -> Result<NodeInfo, Error> {
-        match self.ready.recv_timeout(timeout) {
-            Ok(info) => Ok(info),
-            // The node ended before it was ready: its own error says why.
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                self.join()?;
-                Err(Error::NodeDied {
-                    reason: "the node stopped before it was ready".into(),
-                })
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout {
-                what: "node start-up",
-                after: timeout,
-            }),
-        }
-    }
-
-    /// Stops the node (as SIGTERM would) and waits for its report.
-    ///
-    /// # Errors
-    /// A shutdown step failed or timed out, or the node thread died.
-    pub fn stop(mut self) -> Result<NodeReport, Error> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.join()
-    }
-
-    fn join(&mut self) -> Result<NodeReport, Error> {
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(result)) => result,
-            Some(Err(panic)) => Err(Error::NodeDied {
-                reason: panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_default(),
-            }),
-            None => Err(Error::NodeDied {
-                reason: "already joined".into(),
-            }),
-        }
-    }
-}
-
-impl Drop for NodeHandle {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Masks values of librdkafka keys that hold secrets, for logs.
-pub fn masked(key: &str, value: &str) -> String {
-    const SECRET: &[&str] = &["password", "secret", "jaas", "token", "key.pem", "private"];
-    if SECRET.iter().any(|s| key.contains(s)) {
-        "******".into()
-    } else {
-        value.into()
-    }
-}
-
-fn client_config(config: &Config, bootstrap: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    for (k, v) in &config.broker.librdkafka {
-        c.set(k, v);
-    }
-    c.set("bootstrap.servers", bootstrap)
-        .set("client.id", &config.app.id);
-    c
-}
-
-fn consumer_config(config: &Config, bootstrap: &str) -> ClientConfig {
-    let session = config.broker.session_timeout.as_millis().max(3);
-    let mut c = client_config(config, bootstrap);
-    c.set("group.id", &config.app.id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("session.timeout.ms", session.to_string())
-        .set("heartbeat.interval.ms", (session / 3).to_string());
-    c
-}
-
-/// Reaches the broker (bounded): its cluster id and the partition count of every topic.
-async fn connect(
-    producer: &FutureProducer,
-    config: &Config,
-    bootstrap: &str,
-) -> Result<(String, HashMap<String, usize>), Error> {
-    let p = producer.clone();
-    let timeout = config.broker.connect_timeout;
-    let unreachable = |reason: String| Error::BrokerUnreachable {
-        bootstrap: bootstrap.into(),
-        reason,
-    };
-    let (metadata, cluster): (_, Option<String>) = tokio::task::spawn_blocking(move || {
-        let md = p.client().fetch_metadata(None, timeout).map(|md| {
-            md.topics()
-                .iter()
-                .filter(|t| t.error().is_none())
-                .map(|t| (t.name().to_owned(), t.partitions().len()))
-                .collect::<HashMap<_, _>>()
-        });
-        (md, p.client().fetch_cluster_id(timeout))
-    })
-    .await
-    .map_err(|e| unreachable(e.to_string()))?;
-    let topics = metadata.map_err(|e| unreachable(format!("{e} (waited {timeout:?})")))?;
-    let cluster =
-        cluster.ok_or_else(|| unreachable("the broker did not say its cluster id".into()))?;
-    Ok((cluster, topics))
 }
 
 /// The standby plan: every partition of a source topic with tables, the most replicas any of
@@ -621,22 +490,4 @@ async fn node_main(
         "node stopped cleanly"
     );
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::masked;
-
-    #[test]
-    fn secrets_are_masked_and_other_settings_shown() {
-        for key in [
-            "sasl.password",
-            "ssl.key.password",
-            "sasl.oauthbearer.client.secret",
-            "sasl.jaas.config",
-        ] {
-            assert_eq!(masked(key, "hunter2"), "******", "{key}");
-        }
-        assert_eq!(masked("security.protocol", "SASL_SSL"), "SASL_SSL");
-    }
 }

@@ -74,6 +74,26 @@ fn stopped_events(log: &Path) -> u64 {
         .unwrap_or_else(|| panic!("no clean-stop line in the log:\n{text}"))
 }
 
+/// The WARN and ERROR lines of a JSON log, for failure messages.
+fn problems(log: &Path) -> String {
+    let _ = std::fs::copy(
+        log,
+        std::env::temp_dir().join("faust-node-binary-failure.log"),
+    );
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            l.contains("\"level\":\"WARN\"")
+                || l.contains("\"level\":\"ERROR\"")
+                || l.contains("partition")
+                || l.contains("standby")
+                || l.contains("revoked")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The sum of every count in the stored `page_counts` table.
 fn stored_total(store: &Path) -> u64 {
     let store = Store::open_existing(store).unwrap();
@@ -111,12 +131,14 @@ fn run_once(store: &Path, log: &Path) -> u64 {
 fn demo_counts_serves_metrics_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let events = run_once(&store, &dir.path().join("first.log"));
+    let first = dir.path().join("first.log");
+    let events = run_once(&store, &first);
     assert!(events > 0);
     assert_eq!(
         stored_total(&store),
         events,
-        "every processed event is in the stored table at exit"
+        "every processed event is in the stored table at exit; warnings and errors:\n{}",
+        problems(&first)
     );
 
     // A second run gets a new embedded cluster: the old store must be set aside, not mixed in.
@@ -125,7 +147,8 @@ fn demo_counts_serves_metrics_and_stops_cleanly_on_sigterm() {
     assert_eq!(
         stored_total(&store),
         events,
-        "the new store holds only the second run's events"
+        "the new store holds only the second run's events; warnings and errors:\n{}",
+        problems(&log)
     );
     let aside = std::fs::read_dir(dir.path())
         .unwrap()

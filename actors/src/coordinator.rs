@@ -17,7 +17,6 @@ use rdkafka::producer::FutureProducer;
 
 use crate::agent::{AgentRef, Outbox, TopicCodecs};
 use crate::agent_actor::Work;
-use crate::changelog::applied_key;
 use crate::changelog::{changelog_topic, Restore};
 use crate::consumer::{NodeConsumer, NodeContext};
 use crate::members::{place_standbys, Membership, Part};
@@ -27,8 +26,8 @@ use crate::partition::{
 };
 use crate::reader::PartitionReader;
 use crate::record::Record;
+use crate::shard::tree_name;
 use crate::shard::TableSet;
-use crate::shard::{data_prefix, global_tree_name, tree_name};
 use crate::standby::{Source, Standby};
 use crate::store::Store;
 use crate::throughput::RateMeter;
@@ -122,7 +121,7 @@ struct Running {
 
 /// The coordinator actor; see the module doc.
 pub struct Coordinator {
-    init: CoordinatorInit,
+    pub(crate) init: CoordinatorInit,
     /// Tailers keeping this node's copies of the global tables.
     global_readers: Vec<Standby>,
     /// Whether the global copies reached the changelog ends seen at start (agents wait for it).
@@ -204,100 +203,6 @@ impl Coordinator {
             partition,
             timeout: self.init.stop_timeout,
         })
-    }
-
-    fn start_global_reader(
-        &self,
-        table: &Arc<str>,
-        partitions: i32,
-    ) -> crate::error::Result<Standby> {
-        let store = &self.init.store;
-        let topic = changelog_topic(&self.init.app_id, table);
-        let tree = store
-            .db()
-            .open_tree(global_tree_name(table))
-            .map_err(|e| crate::error::Error::store(store.path(), e))?;
-        let sources = (0..partitions)
-            .map(|p| Source {
-                topic: topic.clone(),
-                partition: p,
-                prefix: data_prefix(table),
-                applied_key: applied_key(&format!("{table}/{p}")),
-                table: table.clone(),
-            })
-            .collect();
-        let group = format!("{}-global-reader", self.init.app_id);
-        let (path, metrics) = (store.path().clone(), self.init.metrics.clone());
-        Standby::start(
-            self.init.client.clone(),
-            group,
-            sources,
-            tree,
-            path,
-            metrics,
-        )
-    }
-
-    /// Waits (bounded) until every global table's copy reached the changelog ends seen now.
-    fn globals_caught_up(&self) -> impl std::future::Future<Output = ()> + 'static {
-        let tables = self.init.global_tables.clone();
-        let (app, client, store) = (
-            self.init.app_id.clone(),
-            self.init.client.clone(),
-            self.init.store.clone(),
-        );
-        let bound = self.init.stop_timeout;
-        async move {
-            let ends = tokio::task::spawn_blocking(move || -> crate::error::Result<Vec<_>> {
-                let consumer: rdkafka::consumer::BaseConsumer = client
-                    .create()
-                    .map_err(|e| crate::error::Error::kafka("reading global changelog ends", e))?;
-                let mut ends = Vec::new();
-                for (table, partitions) in &tables {
-                    let topic = changelog_topic(&app, table);
-                    for p in 0..*partitions {
-                        let (_, high) = rdkafka::consumer::Consumer::fetch_watermarks(
-                            &consumer, &topic, p, bound,
-                        )
-                        .map_err(|e| {
-                            crate::error::Error::kafka(format!("reading {topic}[{p}]"), e)
-                        })?;
-                        ends.push((table.clone(), p, high));
-                    }
-                }
-                Ok(ends)
-            })
-            .await;
-            let Ok(Ok(ends)) = ends else {
-                tracing::warn!("cannot read the global tables' changelog ends; not waiting");
-                return;
-            };
-            let started = Instant::now();
-            loop {
-                let behind = ends.iter().filter(|(table, p, high)| {
-                    let applied = store
-                        .db()
-                        .open_tree(global_tree_name(table))
-                        .ok()
-                        .and_then(|t| t.get(applied_key(&format!("{table}/{p}"))).ok().flatten())
-                        .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-                        .map_or(0, i64::from_be_bytes);
-                    applied < *high
-                });
-                if behind.count() == 0 {
-                    tracing::info!(took = ?started.elapsed(), "global tables caught up");
-                    return;
-                }
-                if started.elapsed() > bound {
-                    tracing::warn!(
-                        ?bound,
-                        "global tables not caught up in time; starting anyway"
-                    );
-                    return;
-                }
-                actix::clock::sleep(Duration::from_millis(50)).await;
-            }
-        }
     }
 
     /// Announces this node's partitions and brings its standbys in line with the placement.

@@ -8,6 +8,8 @@
 //!   throughput.
 //! - `partition`: the partition actor: reads its queue, hands batches in order to agent actors,
 //!   runs the commit cycle (outputs acknowledged -> store -> Kafka offset).
+//! - `commit`: the changelog step of the commit cycle.
+//! - `global`: each node's full copy of the global tables.
 //! - `agent_actor`: runs the user's agent over a batch, catching panics so that the supervisor
 //!   restarts it and no event is lost.
 //! - [`agent`]: the [`Agent`] trait users implement and the [`Event`] they handle.
@@ -27,9 +29,11 @@ pub mod agent;
 mod agent_actor;
 pub mod changelog;
 pub mod codec;
+mod commit;
 pub mod consumer;
 pub mod coordinator;
 pub mod error;
+mod global;
 pub mod members;
 pub mod metrics;
 mod partition;

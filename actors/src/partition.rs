@@ -24,10 +24,10 @@ use prometheus::{IntCounter, IntGauge};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::agent::enqueue;
 use crate::agent::AgentRef;
 use crate::agent_actor::{AgentActor, Process, Processed, Stopped, Work};
 use crate::changelog::{applied_key, Restore};
+use crate::commit::{write_changelogs, Step};
 use crate::consumer::{NodeConsumer, NodeContext};
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -74,6 +74,8 @@ impl Message for Forward {
 
 enum BatchOutcome {
     Done(Work, i64),
+    /// The partition was revoked before the batch started: not processed, left to the next owner.
+    Skipped(Work),
     /// An event kept failing while the partition was being revoked.
     Interrupted(Work),
     /// The agent actor stopped with the work: the batch's state is gone.
@@ -101,6 +103,9 @@ pub(crate) struct PartitionActor {
     /// Offset of the first record seen: where a rewind goes when nothing was committed yet.
     first_seen: Option<i64>,
     revoked: Arc<AtomicBool>,
+    /// Set when Stop arrives: no batch is taken after the final commit (its effects would be
+    /// uncommitted, and its outputs sent again by the next owner).
+    stopping: bool,
     seek_on_start: bool,
     /// Counted in the assigned-partitions gauge (set once started successfully).
     counted: bool,
@@ -149,6 +154,7 @@ impl PartitionActor {
             next: init.start,
             first_seen: None,
             revoked: init.revoked,
+            stopping: false,
             seek_on_start: init.seek_on_start,
             counted: false,
             settings: init.settings,
@@ -310,6 +316,9 @@ impl PartitionActor {
         let (topic, partition) = (self.topic.clone(), self.partition);
         let run = async move {
             let mut work = work;
+            if revoked.load(Ordering::SeqCst) {
+                return BatchOutcome::Skipped(work);
+            }
             for slot in slots {
                 let mut start = 0;
                 let mut attempt = 0u32;
@@ -377,6 +386,7 @@ impl PartitionActor {
                 act.work = Some(work);
                 act.next = Some(next);
             }
+            BatchOutcome::Skipped(work) => act.work = Some(work),
             BatchOutcome::Interrupted(mut work) => {
                 tracing::warn!(topic = %act.topic, partition = act.partition,
                     "revoked while an event kept failing: dropping uncommitted work; the next \
@@ -534,74 +544,6 @@ impl PartitionActor {
     }
 }
 
-/// Writes each table's changes to partition `partition` of its changelog and waits for the
-/// broker's acknowledgements; returns, per table, the next changelog offset after them.
-async fn write_changelogs(
-    producer: Option<rdkafka::producer::FutureProducer>,
-    partition: i32,
-    changes: &[(Arc<str>, String, Vec<crate::shard::Change>)],
-) -> Result<Vec<(Arc<str>, i64)>, Step> {
-    if changes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let Some(producer) = producer else {
-        return Err(Step::Delivery("no producer to write the changelog".into()));
-    };
-    let mut acks = Vec::new();
-    for (table, topic, writes) in changes {
-        for w in writes {
-            let mut record = rdkafka::producer::FutureRecord::<[u8], [u8]>::to(topic)
-                .partition(partition)
-                .key(&w.key);
-            if let Some(v) = &w.value {
-                record = record.payload(v);
-            }
-            let ack = enqueue(&producer, record)
-                .await
-                .map_err(|e| Step::Delivery(format!("changelog {topic}: {e}")))?;
-            acks.push((table.clone(), ack));
-        }
-    }
-    let mut next: Vec<(Arc<str>, i64)> = Vec::new();
-    for (table, ack) in acks {
-        let offset = match ack.await {
-            Ok(Ok(delivery)) => delivery.offset,
-            Ok(Err((e, _))) => return Err(Step::Delivery(format!("changelog of `{table}`: {e}"))),
-            Err(_) => {
-                return Err(Step::Delivery(format!(
-                    "changelog of `{table}`: record dropped"
-                )))
-            }
-        };
-        match next.iter_mut().find(|(t, _)| *t == table) {
-            Some((_, n)) => *n = (*n).max(offset + 1),
-            None => next.push((table, offset + 1)),
-        }
-    }
-    Ok(next)
-}
-
-/// The step of the commit cycle that failed, with its cause.
-#[derive(Debug)]
-enum Step {
-    Delivery(String),
-    Store(String),
-    Kafka(String),
-}
-
-impl std::fmt::Display for Step {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Step::Delivery(e) => write!(f, "an output record was not delivered: {e}"),
-            Step::Store(e) => write!(f, "the store write failed: {e}"),
-            Step::Kafka(e) => write!(
-                f,
-                "the Kafka offset commit failed (retried next interval): {e}"
-            ),
-        }
-    }
-}
-
 impl Actor for PartitionActor {
     type Context = Context<Self>;
 
@@ -624,7 +566,10 @@ impl Actor for PartitionActor {
 
 impl StreamHandler<Vec<Record>> for PartitionActor {
     fn handle(&mut self, batch: Vec<Record>, ctx: &mut Self::Context) {
-        ctx.wait(self.process(batch));
+        // After Stop, records stay uncommitted and go to the partition's next owner.
+        if !self.stopping {
+            ctx.wait(self.process(batch));
+        }
     }
 
     fn finished(&mut self, _ctx: &mut Self::Context) {}
@@ -634,7 +579,7 @@ impl Handler<Forward> for PartitionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Forward, ctx: &mut Self::Context) {
-        if self.next.is_none_or(|n| msg.0.offset >= n) {
+        if !self.stopping && self.next.is_none_or(|n| msg.0.offset >= n) {
             ctx.wait(self.process(vec![msg.0]));
         }
     }
@@ -644,6 +589,7 @@ impl Handler<Stop> for PartitionActor {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, _msg: Stop, _ctx: &mut Self::Context) -> Self::Result {
+        self.stopping = true;
         AtomicResponse::new(Box::pin(self.commit().map(|ok, act, ctx| {
             if !ok {
                 tracing::warn!(topic = %act.topic, partition = act.partition,

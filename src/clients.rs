@@ -1,0 +1,91 @@
+//! The node's Kafka client settings, and reaching the broker at start-up.
+
+use std::collections::HashMap;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, Producer};
+
+use crate::config::Config;
+use crate::error::Error;
+
+/// Masks values of librdkafka keys that hold secrets, for logs.
+pub fn masked(key: &str, value: &str) -> String {
+    const SECRET: &[&str] = &["password", "secret", "jaas", "token", "key.pem", "private"];
+    if SECRET.iter().any(|s| key.contains(s)) {
+        "******".into()
+    } else {
+        value.into()
+    }
+}
+
+pub(crate) fn client_config(config: &Config, bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in &config.broker.librdkafka {
+        c.set(k, v);
+    }
+    c.set("bootstrap.servers", bootstrap)
+        .set("client.id", &config.app.id);
+    c
+}
+
+pub(crate) fn consumer_config(config: &Config, bootstrap: &str) -> ClientConfig {
+    let session = config.broker.session_timeout.as_millis().max(3);
+    let mut c = client_config(config, bootstrap);
+    c.set("group.id", &config.app.id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", session.to_string())
+        .set("heartbeat.interval.ms", (session / 3).to_string());
+    c
+}
+
+/// Reaches the broker (bounded): its cluster id and the partition count of every topic.
+pub(crate) async fn connect(
+    producer: &FutureProducer,
+    config: &Config,
+    bootstrap: &str,
+) -> Result<(String, HashMap<String, usize>), Error> {
+    let p = producer.clone();
+    let timeout = config.broker.connect_timeout;
+    let unreachable = |reason: String| Error::BrokerUnreachable {
+        bootstrap: bootstrap.into(),
+        reason,
+    };
+    let (metadata, cluster): (_, Option<String>) = tokio::task::spawn_blocking(move || {
+        let md = p.client().fetch_metadata(None, timeout).map(|md| {
+            md.topics()
+                .iter()
+                .filter(|t| t.error().is_none())
+                .map(|t| (t.name().to_owned(), t.partitions().len()))
+                .collect::<HashMap<_, _>>()
+        });
+        (md, p.client().fetch_cluster_id(timeout))
+    })
+    .await
+    .map_err(|e| unreachable(e.to_string()))?;
+    let topics = metadata.map_err(|e| unreachable(format!("{e} (waited {timeout:?})")))?;
+    let cluster =
+        cluster.ok_or_else(|| unreachable("the broker did not say its cluster id".into()))?;
+    Ok((cluster, topics))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masked;
+
+    #[test]
+    fn secrets_are_masked_and_other_settings_shown() {
+        for key in [
+            "sasl.password",
+            "ssl.key.password",
+            "sasl.oauthbearer.client.secret",
+            "sasl.jaas.config",
+        ] {
+            assert_eq!(masked(key, "hunter2"), "******", "{key}");
+        }
+        assert_eq!(masked("security.protocol", "SASL_SSL"), "SASL_SSL");
+    }
+}
