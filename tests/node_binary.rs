@@ -3,21 +3,14 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::nodes::free_port;
 use faust::demo::page_counts;
 use faust::Store;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn metrics(addr: SocketAddr) -> Option<String> {
     common::http_get(addr, "/metrics")

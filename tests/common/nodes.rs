@@ -24,7 +24,8 @@ pub struct Nodes {
     nodes: Vec<Option<NodeProc>>,
 }
 
-fn free_port() -> u16 {
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
