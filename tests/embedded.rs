@@ -248,3 +248,113 @@ fn metrics_and_health_are_served_over_http() {
     assert!(health.contains("\"active_partitions\":4"), "{health}");
     node.stop().unwrap();
 }
+
+/// Counts like `PageViews`, but returns an error the first time it sees every 89th offset of a
+/// partition, and records the partition hooks.
+struct Failing {
+    topic: String,
+    counts: Table<String, u64>,
+    failed: Arc<Mutex<HashSet<(i32, i64)>>>,
+    hooks: Arc<Mutex<Vec<String>>>,
+}
+
+impl Agent for Failing {
+    type Key = String;
+    type Value = PageView;
+
+    fn name(&self) -> &str {
+        "failing"
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec![self.topic.clone()]
+    }
+
+    fn tables(&self) -> Vec<TableSpec> {
+        vec![self.counts.spec()]
+    }
+
+    async fn handle(&self, event: &mut Event<'_, String, PageView>) -> Result<(), AgentError> {
+        let url = event.value().url.clone();
+        event
+            .table(&self.counts)?
+            .update(url, |n| n.unwrap_or(0) + 1)?;
+        let id = (event.partition(), event.offset());
+        if event.offset() % 89 == 5 && self.failed.lock().unwrap().insert(id) {
+            return Err(AgentError::msg(format!("transient failure at {id:?}")));
+        }
+        Ok(())
+    }
+
+    fn on_assign(&self, _topic: &str, partition: i32) {
+        self.hooks
+            .lock()
+            .unwrap()
+            .push(format!("assign {partition}"));
+    }
+
+    fn on_revoke(&self, _topic: &str, partition: i32) {
+        self.hooks
+            .lock()
+            .unwrap()
+            .push(format!("revoke {partition}"));
+    }
+}
+
+#[test]
+fn an_agent_error_is_retried_without_double_counting_and_hooks_run_per_partition() {
+    logs();
+    let kafka = Kafka::new("failing");
+    let n = 2_000;
+    let truth = kafka.produce_page_views(n, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let counts = page_counts();
+    let failed = Arc::new(Mutex::new(HashSet::new()));
+    let hooks = Arc::new(Mutex::new(Vec::new()));
+    let agent = Failing {
+        topic: kafka.topic.clone(),
+        counts: counts.clone(),
+        failed: failed.clone(),
+        hooks: hooks.clone(),
+    };
+    let mut cfg = kafka.config(&store, &common::unique("failing"));
+    cfg.agents.clear();
+
+    let mut node = App::new().agent(agent).spawn(cfg).unwrap();
+    let info = node.wait_ready(WAIT).unwrap();
+    wait_for("every event", WAIT, || {
+        info.metrics.agent_events("failing") >= n as u64
+    });
+    let m = &info.metrics;
+    let errors = m.agent_errors_total.with_label_values(&["failing"]).get();
+    let restarts = m.agent_restarts_total.with_label_values(&["failing"]).get();
+    let report = node.stop().unwrap();
+
+    let failures = failed.lock().unwrap().len() as u64;
+    assert!(
+        failures >= 4 * (n as u64 / PARTITIONS as u64 / 89),
+        "failures injected: {failures}"
+    );
+    assert_eq!(errors, failures, "each error counted once");
+    assert_eq!(
+        restarts, 0,
+        "an error retries the event; only a panic restarts the actor"
+    );
+    assert_eq!(report.events, n as u64);
+    assert_eq!(
+        stored_counts(&store, &counts),
+        truth,
+        "no event lost or counted twice"
+    );
+    let mut hooks = hooks.lock().unwrap().clone();
+    hooks.sort();
+    let expected: Vec<String> = (0..PARTITIONS)
+        .map(|p| format!("assign {p}"))
+        .chain((0..PARTITIONS).map(|p| format!("revoke {p}")))
+        .collect();
+    assert_eq!(
+        hooks, expected,
+        "each partition assigned once and revoked once"
+    );
+}
