@@ -205,6 +205,7 @@ impl App {
         let system = actix::System::new();
         let result = system.block_on(node_main(
             agents,
+            needed,
             config,
             bootstrap,
             embedded.is_some(),
@@ -292,8 +293,10 @@ fn standby_plan(
     }))
 }
 
+/// The node itself, on the actix system; `needed` is every topic it must find or create.
 async fn node_main(
     agents: Vec<AgentRef>,
+    needed: Vec<topics::Needed>,
     config: Config,
     bootstrap: String,
     embedded: bool,
@@ -318,7 +321,6 @@ async fn node_main(
                 reason: format!("cannot create a producer: {e}"),
             })?;
     let (cluster_id, broker_topics) = connect(&producer, &config, &bootstrap).await?;
-    let needed = topics::needed(&config.app.id, &config, &agents);
     topics::check_counts(&needed, &broker_topics)?;
     let client = client_config(&config, &bootstrap);
     let timeout = config.broker.connect_timeout;

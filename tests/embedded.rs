@@ -90,19 +90,46 @@ fn a_restarted_node_continues_where_it_stopped() {
     assert_eq!(kafka.committed(&group).values().sum::<i64>(), 2_500);
 }
 
-/// Counts like `PageViews`, but panics the first time it sees every 97th offset of a partition.
-struct Flaky {
-    topic: String,
-    counts: Table<String, u64>,
-    panicked: Arc<Mutex<HashSet<(i32, i64)>>>,
+/// How a [`Faulty`] agent misbehaves, once per chosen offset.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Panics at every 97th offset (13, 110, ...) of a partition.
+    Panic,
+    /// Returns an error at every 89th offset (5, 94, ...) of a partition.
+    Error,
 }
 
-impl Agent for Flaky {
+/// Counts like `PageViews`, but fails the first time it sees certain offsets, after its table
+/// write (which must be rolled back, not counted twice), and records the partition hooks.
+struct Faulty {
+    fault: Fault,
+    topic: String,
+    counts: Table<String, u64>,
+    faulted: Arc<Mutex<HashSet<(i32, i64)>>>,
+    hooks: Arc<Mutex<Vec<String>>>,
+}
+
+impl Faulty {
+    fn new(fault: Fault, topic: &str, counts: &Table<String, u64>) -> Self {
+        Faulty {
+            fault,
+            topic: topic.into(),
+            counts: counts.clone(),
+            faulted: Arc::default(),
+            hooks: Arc::default(),
+        }
+    }
+}
+
+impl Agent for Faulty {
     type Key = String;
     type Value = PageView;
 
     fn name(&self) -> &str {
-        "flaky"
+        match self.fault {
+            Fault::Panic => "flaky",
+            Fault::Error => "failing",
+        }
     }
 
     fn topics(&self) -> Vec<String> {
@@ -115,15 +142,37 @@ impl Agent for Flaky {
 
     async fn handle(&self, event: &mut Event<'_, String, PageView>) -> Result<(), AgentError> {
         let url = event.value().url.clone();
-        // The write happens before the panic: it must be rolled back, not counted twice.
         event
             .table(&self.counts)?
             .update(url, |n| n.unwrap_or(0) + 1)?;
         let id = (event.partition(), event.offset());
-        if event.offset() % 97 == 13 && self.panicked.lock().unwrap().insert(id) {
-            panic!("injected panic at {id:?}");
+        let (every, at) = match self.fault {
+            Fault::Panic => (97, 13),
+            Fault::Error => (89, 5),
+        };
+        if event.offset() % every == at && self.faulted.lock().unwrap().insert(id) {
+            match self.fault {
+                Fault::Panic => panic!("injected panic at {id:?}"),
+                Fault::Error => {
+                    return Err(AgentError::msg(format!("transient failure at {id:?}")))
+                }
+            }
         }
         Ok(())
+    }
+
+    fn on_assign(&self, _topic: &str, partition: i32) {
+        self.hooks
+            .lock()
+            .unwrap()
+            .push(format!("assign {partition}"));
+    }
+
+    fn on_revoke(&self, _topic: &str, partition: i32) {
+        self.hooks
+            .lock()
+            .unwrap()
+            .push(format!("revoke {partition}"));
     }
 }
 
@@ -136,12 +185,8 @@ fn a_panicking_agent_is_restarted_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let counts = page_counts();
-    let panicked = Arc::new(Mutex::new(HashSet::new()));
-    let agent = Flaky {
-        topic: kafka.topic.clone(),
-        counts: counts.clone(),
-        panicked: panicked.clone(),
-    };
+    let agent = Faulty::new(Fault::Panic, &kafka.topic, &counts);
+    let panicked = agent.faulted.clone();
     let mut cfg = kafka.config(&store, &common::unique("flaky"));
     cfg.agents.clear();
 
@@ -249,58 +294,6 @@ fn metrics_and_health_are_served_over_http() {
     node.stop().unwrap();
 }
 
-/// Counts like `PageViews`, but returns an error the first time it sees every 89th offset of a
-/// partition, and records the partition hooks.
-struct Failing {
-    topic: String,
-    counts: Table<String, u64>,
-    failed: Arc<Mutex<HashSet<(i32, i64)>>>,
-    hooks: Arc<Mutex<Vec<String>>>,
-}
-
-impl Agent for Failing {
-    type Key = String;
-    type Value = PageView;
-
-    fn name(&self) -> &str {
-        "failing"
-    }
-
-    fn topics(&self) -> Vec<String> {
-        vec![self.topic.clone()]
-    }
-
-    fn tables(&self) -> Vec<TableSpec> {
-        vec![self.counts.spec()]
-    }
-
-    async fn handle(&self, event: &mut Event<'_, String, PageView>) -> Result<(), AgentError> {
-        let url = event.value().url.clone();
-        event
-            .table(&self.counts)?
-            .update(url, |n| n.unwrap_or(0) + 1)?;
-        let id = (event.partition(), event.offset());
-        if event.offset() % 89 == 5 && self.failed.lock().unwrap().insert(id) {
-            return Err(AgentError::msg(format!("transient failure at {id:?}")));
-        }
-        Ok(())
-    }
-
-    fn on_assign(&self, _topic: &str, partition: i32) {
-        self.hooks
-            .lock()
-            .unwrap()
-            .push(format!("assign {partition}"));
-    }
-
-    fn on_revoke(&self, _topic: &str, partition: i32) {
-        self.hooks
-            .lock()
-            .unwrap()
-            .push(format!("revoke {partition}"));
-    }
-}
-
 #[test]
 fn an_agent_error_is_retried_without_double_counting_and_hooks_run_per_partition() {
     logs();
@@ -310,14 +303,8 @@ fn an_agent_error_is_retried_without_double_counting_and_hooks_run_per_partition
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let counts = page_counts();
-    let failed = Arc::new(Mutex::new(HashSet::new()));
-    let hooks = Arc::new(Mutex::new(Vec::new()));
-    let agent = Failing {
-        topic: kafka.topic.clone(),
-        counts: counts.clone(),
-        failed: failed.clone(),
-        hooks: hooks.clone(),
-    };
+    let agent = Faulty::new(Fault::Error, &kafka.topic, &counts);
+    let (failed, hooks) = (agent.faulted.clone(), agent.hooks.clone());
     let mut cfg = kafka.config(&store, &common::unique("failing"));
     cfg.agents.clear();
 
