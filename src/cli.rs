@@ -84,8 +84,16 @@ async fn termination() {
     }
 }
 
-pub(crate) fn main(app: App) -> ExitCode {
-    match Cli::parse().command {
+pub(crate) fn main<I, T>(app: App, args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match cli.command {
         Command::Validate { config } => match load(&app, &config) {
             Ok(c) => {
                 println!(

@@ -1,7 +1,10 @@
-//! The demo agent: page views counted per URL, Faust's introductory example in Rust.
-//! `faust-node` and `examples/page_views.rs` both run this one definition.
+//! The demo agents: page views counted per URL, Faust's introductory example in Rust
+//! (`faust-node` and `examples/page_views.rs` both run this one definition), and the same count
+//! per tumbling window (`examples/windowed_clicks.rs`).
 
-use faust_actors::{Agent, AgentError, Codec, Event, Table, TableSpec};
+use std::time::Duration;
+
+use faust_actors::{Agent, AgentError, Codec, Event, Table, TableSpec, Window, WindowedTable};
 use serde::{Deserialize, Serialize};
 
 pub use crate::generator::PageView;
@@ -72,6 +75,66 @@ impl Agent for PageViews {
             .update(url.clone(), |n| n.unwrap_or(0) + 1)?;
         let out = PageCount { url, count };
         event.emit(Some(&out.url), &out).await?;
+        Ok(())
+    }
+}
+
+/// Page views per URL per tumbling event-time window (the record timestamp), like Faust's
+/// `app.Table("clicks", default=int).tumbling(10)`. Each closed window's final count goes to the
+/// close topic as `{"start", "end", "value"}` keyed by URL.
+#[derive(Debug, Clone)]
+pub struct WindowedClicks {
+    counts: WindowedTable<String, u64>,
+    topic: String,
+}
+
+impl WindowedClicks {
+    /// Counts `topic`'s page views in windows of `size`, accepting events up to `grace` late,
+    /// and sends every closed window to `close_topic`.
+    pub fn new(topic: &str, size: Duration, grace: Duration, close_topic: &str) -> Self {
+        let counts = WindowedTable::tumbling("clicks_per_window", size)
+            .grace(grace)
+            .key_codec(Codec::String)
+            .close_topic(close_topic);
+        WindowedClicks {
+            counts,
+            topic: topic.into(),
+        }
+    }
+
+    /// Also calls `f(url, window, count)` for each closed window.
+    pub fn on_close(mut self, f: impl Fn(&String, Window, &u64) + Send + Sync + 'static) -> Self {
+        self.counts = self.counts.on_close(f);
+        self
+    }
+
+    /// The windowed table.
+    pub fn table(&self) -> &WindowedTable<String, u64> {
+        &self.counts
+    }
+}
+
+impl Agent for WindowedClicks {
+    type Key = String;
+    type Value = PageView;
+
+    fn name(&self) -> &str {
+        "windowed_clicks"
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec![self.topic.clone()]
+    }
+
+    fn tables(&self) -> Vec<TableSpec> {
+        vec![self.counts.spec()]
+    }
+
+    async fn handle(&self, event: &mut Event<'_, String, PageView>) -> Result<(), AgentError> {
+        let url = event.value().url.clone();
+        event
+            .window(&self.counts)?
+            .update(url, |n| n.unwrap_or(0) + 1)?;
         Ok(())
     }
 }

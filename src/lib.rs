@@ -17,7 +17,7 @@
 //! - `web`: `/metrics` (Prometheus) and `/healthz`.
 //! - [`embedded`]: the in-process broker used when `broker.bootstrap = "embedded"`.
 //! - [`generator`]: synthetic page views for demos and benchmarks.
-//! - [`demo`]: the page-view counting agent that `faust-node` runs.
+//! - [`demo`]: the page-view counting agent that `faust-node` runs, and its windowed twin.
 //! - [`error`]: this crate's error type.
 //!
 //! The runtime itself (actors, tables, store, codecs) is the `faust-actors` crate, whose
@@ -39,8 +39,9 @@ pub use cli::init_logging;
 pub use config::Config;
 pub use error::Error;
 pub use faust_actors::{
-    Agent, AgentError, Codec, Event, GlobalTable, GlobalView, Header, Metrics, Record, Store,
-    Table, TableSpec, TableView, SOURCE_HEADER,
+    Agent, AgentError, Clock, Codec, Event, EventTime, GlobalTable, GlobalView, Header,
+    ManualClock, Metrics, Record, Store, SystemClock, Table, TableSpec, TableView, Window,
+    WindowKind, WindowResult, WindowView, WindowedTable, SOURCE_HEADER,
 };
 pub use node::{App, NodeHandle, NodeInfo, NodeReport};
 

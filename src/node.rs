@@ -164,7 +164,17 @@ impl App {
 
     /// Parses the command line (`worker --config FILE`, `validate --config FILE`) and runs it.
     pub fn main(self) -> std::process::ExitCode {
-        crate::cli::main(self)
+        crate::cli::main(self, std::env::args_os())
+    }
+
+    /// As [`App::main`] with the given arguments (the first is the program name): for a node
+    /// started from inside another program, such as a test harness.
+    pub fn main_from<I, T>(self, args: I) -> std::process::ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        crate::cli::main(self, args)
     }
 
     /// Runs the node on this thread until `shutdown` resolves, then stops it cleanly.
@@ -313,8 +323,14 @@ async fn node_main(
         .registry()
         .register(Box::new(generated.clone()))
         .map_err(|source| faust_actors::Error::Metrics { source })?;
+    let mut producer_config = client_config(&config, &bootstrap);
+    if !config.broker.librdkafka.contains_key("enable.idempotence") {
+        // In order and without gaps per partition, even across retries: a changelog then holds
+        // a prefix of each commit's records, which windowed tables rely on (stream time last).
+        producer_config.set("enable.idempotence", "true");
+    }
     let producer: FutureProducer =
-        client_config(&config, &bootstrap)
+        producer_config
             .create()
             .map_err(|e| Error::BrokerUnreachable {
                 bootstrap: bootstrap.clone(),

@@ -63,6 +63,19 @@ pub(crate) fn needed(app_id: &str, config: &Config, agents: &[AgentRef]) -> Vec<
             continue;
         };
         for table in agent.tables() {
+            let closes = table.close_topic.as_deref();
+            if let Some(close) = closes.filter(|c| !config.topics.contains_key(*c)) {
+                out.push(Needed {
+                    name: close.to_owned(),
+                    partitions: t.partitions,
+                    replication: t.replication,
+                    compact: false,
+                    why: format!(
+                        "like `{source}`, whose windowed table `{}` closes windows to it",
+                        table.name
+                    ),
+                });
+            }
             out.push(Needed {
                 name: changelog_topic(app_id, &table.name),
                 partitions: t.partitions,

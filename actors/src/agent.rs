@@ -22,6 +22,8 @@ use crate::error::{Error, Result};
 use crate::record::{Header, Record};
 use crate::shard::TableSet;
 use crate::table::{GlobalTable, GlobalView, Table, TableKey, TableSpec, TableValue, TableView};
+use crate::window::WindowedTable;
+use crate::windowed::WindowView;
 
 /// A stream processor, like Faust's `@app.agent(topic)`.
 ///
@@ -154,7 +156,7 @@ impl Outbox {
         !self.pending.is_empty()
     }
 
-    async fn send_raw(
+    pub(crate) async fn send_raw(
         &mut self,
         topic: &str,
         partition: Option<i32>,
@@ -283,6 +285,23 @@ impl<K, V> Event<'_, K, V> {
         table: &Table<TK, TV>,
     ) -> Result<TableView<'_, TK, TV>> {
         self.tables.view(table)
+    }
+
+    /// This partition's shard of the windowed `table`, at this event's time (from the table's
+    /// [`crate::EventTime`] source); seeing the event moves the table's stream time forward.
+    ///
+    /// # Errors
+    /// The table is not declared by an agent of this topic or is used with other types, or the
+    /// event has no time ([`Error::NoEventTime`]).
+    pub fn window<TK: TableKey, TV: TableValue>(
+        &mut self,
+        table: &WindowedTable<TK, TV>,
+    ) -> Result<WindowView<'_, TK, TV>>
+    where
+        V: 'static,
+    {
+        let time = table.time_of(self.record, &self.value)?;
+        self.tables.window_view(table, time)
     }
 
     /// The global `table`: every key of every partition, as this node holds it.

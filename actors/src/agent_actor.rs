@@ -115,9 +115,18 @@ async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
     } = msg;
     let mut invalid = Vec::new();
     for (i, record) in records.iter().enumerate().skip(start) {
-        let call = agent
-            .agent
-            .handle(record, &mut work.tables, &mut work.outbox, &agent.sinks);
+        let call = async {
+            let Work { tables, outbox } = &mut work;
+            agent
+                .agent
+                .handle(record, tables, outbox, &agent.sinks)
+                .await?;
+            // Windows this event's time closed are part of the event (and roll back with it).
+            tables
+                .close_windows(outbox)
+                .await
+                .map_err(|e| Failure::Agent(e.into()))
+        };
         let stopped = match AssertUnwindSafe(call).catch_unwind().await {
             Ok(Ok(())) => {
                 work.tables.end_event();
@@ -145,6 +154,30 @@ async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
         invalid,
         stopped: None,
     }
+}
+
+/// Closes the windows due without an event (processing time moved, or windows restored from
+/// the changelog), between batches; a failure or panic (in a close callback) rolls the closes
+/// back until the next check.
+pub(crate) async fn close_windows_between_batches(mut work: Work) -> Work {
+    let close = async {
+        let Work { tables, outbox } = &mut work;
+        tables.close_windows(outbox).await
+    };
+    let failed = match AssertUnwindSafe(close).catch_unwind().await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(panic) => Some(format!("panic: {}", panic_message(panic.as_ref()))),
+    };
+    match failed {
+        None => work.tables.end_event(),
+        Some(error) => {
+            tracing::error!(partition = work.tables.partition(), %error,
+                "closing windows failed; retrying at the next check");
+            work.tables.rollback_event();
+        }
+    }
+    work
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> String {

@@ -249,7 +249,7 @@ impl Restore {
         })?;
         let mut end = sled::Batch::default();
         end.insert(applied_key(table), &high.to_be_bytes());
-        let keys = tree.scan_prefix(&prefix).count() as u64;
+        let keys = crate::shard::count_keys(tree, table);
         end.insert(count_key(table), &keys.to_be_bytes());
         tree.apply_batch(end).map_err(|e| Error::store(path, e))?;
         remaining.set(0);

@@ -170,17 +170,20 @@ impl Coordinator {
         let cache = self.init.settings.cache_keys;
         let topic = topic.clone();
         let app: Arc<str> = Arc::from(self.init.app_id.as_str());
+        let metrics = self.init.metrics.clone();
         Box::new(move || {
+            let mut tables = TableSet::open(
+                &db,
+                path.clone(),
+                app.clone(),
+                topic.clone(),
+                partition,
+                specs.clone(),
+                cache,
+            )?;
+            tables.attach_metrics(&metrics);
             Ok(Work {
-                tables: TableSet::open(
-                    &db,
-                    path.clone(),
-                    app.clone(),
-                    topic.clone(),
-                    partition,
-                    specs.clone(),
-                    cache,
-                )?,
+                tables,
                 outbox: Outbox::new(producer.clone(), codecs.clone()),
             })
         })

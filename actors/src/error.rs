@@ -51,6 +51,20 @@ pub enum Error {
         /// The source topic of the partition.
         topic: String,
     },
+    /// A windowed table could not tell an event's time.
+    #[error("windowed table `{table}` has no event time for the record at {topic}[{partition}]@{offset}: {why}")]
+    NoEventTime {
+        /// The table's name.
+        table: String,
+        /// Source topic.
+        topic: String,
+        /// Source partition.
+        partition: i32,
+        /// Offset of the record.
+        offset: i64,
+        /// What was missing.
+        why: String,
+    },
     /// The same table was used with two different key/value types.
     #[error("table `{table}` is used with different key/value types in different places")]
     TableTypeMismatch {

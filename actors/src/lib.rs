@@ -15,6 +15,8 @@
 //! - [`agent`]: the [`Agent`] trait users implement and the [`Event`] they handle.
 //! - [`table`] and `shard`: typed tables, sharded by partition, with a write cache and per-event
 //!   undo, stored in sled.
+//! - [`window`] and `windowed`: windowed tables (tumbling, hopping, sliding), their stream
+//!   time, and closing and expiring windows.
 //! - [`changelog`]: changelog topics, and restoring a partition's tables from them.
 //! - [`members`]: who is in the group and what each holds (a compacted topic), and standby
 //!   placement by rendezvous hashing.
@@ -44,6 +46,8 @@ mod standby;
 pub mod store;
 pub mod table;
 pub mod throughput;
+pub mod window;
+mod windowed;
 
 pub use agent::{Agent, AgentError, AgentRef, Event, Outbox, TopicCodecs, SOURCE_HEADER};
 pub use codec::Codec;
@@ -57,3 +61,7 @@ pub use record::{Header, Record};
 pub use shard::TableSet;
 pub use store::{OnClusterMismatch, Store};
 pub use table::{GlobalTable, GlobalView, Table, TableSpec, TableView};
+pub use window::{
+    Clock, EventTime, ManualClock, SystemClock, Window, WindowKind, WindowResult, WindowedTable,
+};
+pub use windowed::WindowView;

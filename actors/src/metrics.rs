@@ -49,6 +49,12 @@ pub struct Metrics {
     pub standby_promotions_total: IntCounter,
     /// Changelog records applied by standbys.
     pub standby_records_total: IntCounter,
+    /// Events that arrived for a window that had already closed: counted, not applied.
+    pub late_events_total: IntCounterVec,
+    /// Windows closed (final value sent to the close callback and topic).
+    pub windows_closed_total: IntCounterVec,
+    /// Windows deleted after their expiry.
+    pub windows_expired_total: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -192,6 +198,24 @@ impl Metrics {
             recovery_records_total,
             standby_promotions_total,
             standby_records_total,
+            late_events_total: vec_metric!(
+                IntCounterVec,
+                "faust_late_events_total",
+                "Events for windows already closed: counted, not applied",
+                &["table"]
+            ),
+            windows_closed_total: vec_metric!(
+                IntCounterVec,
+                "faust_windows_closed_total",
+                "Windows closed with their final value",
+                &["table"]
+            ),
+            windows_expired_total: vec_metric!(
+                IntCounterVec,
+                "faust_windows_expired_total",
+                "Windows deleted after their expiry",
+                &["table"]
+            ),
             registry,
         })
     }

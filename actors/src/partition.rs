@@ -25,7 +25,9 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::agent::AgentRef;
-use crate::agent_actor::{AgentActor, Process, Processed, Stopped, Work};
+use crate::agent_actor::{
+    close_windows_between_batches, AgentActor, Process, Processed, Stopped, Work,
+};
 use crate::changelog::{applied_key, Restore};
 use crate::commit::{write_changelogs, Step};
 use crate::consumer::{NodeConsumer, NodeContext};
@@ -211,8 +213,21 @@ impl PartitionActor {
             },
         ));
         ctx.run_interval(self.settings.commit_interval, |act, ctx| {
-            if act.needs_commit() {
-                ctx.wait(act.commit().map(|_, _, _| ()));
+            let windows = act.work.as_ref().is_some_and(|w| w.tables.has_windows());
+            match act.work.take() {
+                Some(work) if windows && !act.stopping => {
+                    let close = close_windows_between_batches(work).into_actor(act);
+                    ctx.wait(close.then(|work, act, _| {
+                        act.work = Some(work);
+                        act.commit().map(|_, _, _| ())
+                    }));
+                }
+                work => {
+                    act.work = work;
+                    if act.needs_commit() {
+                        ctx.wait(act.commit().map(|_, _, _| ()));
+                    }
+                }
             }
         });
         tracing::info!(topic = %self.topic, partition = self.partition, start = ?self.committed,

@@ -17,9 +17,14 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::agent::{Outbox, TopicCodecs};
 use crate::changelog::changelog_topic;
+use crate::codec::Codec;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::table::{GlobalTable, GlobalView, Table, TableKey, TableSpec, TableValue, TableView};
+use crate::window::WindowedTable;
+use crate::windowed::{WindowShard, WindowView};
 
 /// Key of the next source offset in a partition tree.
 pub(crate) const OFFSET_KEY: &[u8] = b"m/offset";
@@ -48,6 +53,62 @@ pub(crate) fn stored_offset(tree: &sled::Tree, path: &Path) -> Result<Option<i64
     Ok(raw.and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok().map(i64::from_be_bytes)))
 }
 
+/// How a shard's keys become store and changelog bytes. Table keys use their codec as is;
+/// windowed tables put the window's start in front (see `windowed`).
+pub(crate) trait ShardKey: std::hash::Hash + Eq + Clone + Send + 'static {
+    /// The key's bytes (after the table's prefix in the store; as is in the changelog).
+    fn encode_key(&self, codec: Codec) -> Result<Vec<u8>>;
+    /// The key back from its bytes.
+    fn decode_key(codec: Codec, bytes: &[u8]) -> Result<Self>;
+    /// Counted in the table's key count (bookkeeping entries are not).
+    fn counted(&self) -> bool {
+        true
+    }
+    /// Written after every other change of a commit: on a changelog that holds a prefix of a
+    /// commit's records, this entry's presence proves the rest arrived.
+    fn written_last(&self) -> bool {
+        false
+    }
+}
+
+impl<T: TableKey> ShardKey for T {
+    fn encode_key(&self, codec: Codec) -> Result<Vec<u8>> {
+        codec.encode("table key", self)
+    }
+
+    fn decode_key(codec: Codec, bytes: &[u8]) -> Result<Self> {
+        codec.decode("table key", bytes)
+    }
+}
+
+/// How a shard's values become bytes; table values use their codec as is.
+pub(crate) trait ShardValue: Clone + Send + 'static {
+    /// The value's bytes.
+    fn encode_value(&self, codec: Codec) -> Result<Vec<u8>>;
+    /// The value back from its bytes.
+    fn decode_value(codec: Codec, bytes: &[u8]) -> Result<Self>;
+}
+
+impl<T: TableValue> ShardValue for T {
+    fn encode_value(&self, codec: Codec) -> Result<Vec<u8>> {
+        codec.encode("table value", self)
+    }
+
+    fn decode_value(codec: Codec, bytes: &[u8]) -> Result<Self> {
+        codec.decode("table value", bytes)
+    }
+}
+
+/// The number of counted keys of `table` in `tree` (its bookkeeping entry excluded).
+pub(crate) fn count_keys(tree: &sled::Tree, table: &str) -> u64 {
+    let prefix = data_prefix(table);
+    let meta = [prefix.as_slice(), crate::windowed::STREAM_TIME_KEY].concat();
+    tree.scan_prefix(&prefix)
+        .keys()
+        .filter(|k| k.as_ref().map_or(true, |k| k.as_ref() != meta.as_slice()))
+        .count() as u64
+}
+
 #[derive(Clone)]
 struct Entry<V> {
     value: Option<V>,
@@ -58,7 +119,7 @@ struct Entry<V> {
 }
 
 /// One table's shard for one partition, typed.
-pub struct Shard<K, V> {
+pub(crate) struct Shard<K, V> {
     spec: TableSpec,
     tree: sled::Tree,
     path: Arc<Path>,
@@ -68,8 +129,8 @@ pub struct Shard<K, V> {
     undo: Vec<(K, Option<Entry<V>>)>,
 }
 
-impl<K: TableKey, V: TableValue> Shard<K, V> {
-    fn new(spec: TableSpec, tree: sled::Tree, path: Arc<Path>) -> Self {
+impl<K: ShardKey, V: ShardValue> Shard<K, V> {
+    pub(crate) fn new(spec: TableSpec, tree: sled::Tree, path: Arc<Path>) -> Self {
         Shard {
             prefix: data_prefix(&spec.name),
             spec,
@@ -82,7 +143,7 @@ impl<K: TableKey, V: TableValue> Shard<K, V> {
 
     fn store_key(&self, key: &K) -> Result<Vec<u8>> {
         let mut k = self.prefix.clone();
-        k.extend(self.spec.key_codec.encode("table key", key)?);
+        k.extend(key.encode_key(self.spec.key_codec)?);
         Ok(k)
     }
 
@@ -93,7 +154,7 @@ impl<K: TableKey, V: TableValue> Shard<K, V> {
                 .get(self.store_key(key)?)
                 .map_err(|e| Error::store(&self.path, e))?;
             let value = match raw {
-                Some(bytes) => Some(self.spec.value_codec.decode("table value", &bytes)?),
+                Some(bytes) => Some(V::decode_value(self.spec.value_codec, &bytes)?),
                 None => None,
             };
             let entry = Entry {
@@ -123,6 +184,22 @@ impl<K: TableKey, V: TableValue> Shard<K, V> {
         Ok(())
     }
 
+    /// Sets `key`, which the caller knows has no value in the cache or the store (a new
+    /// window): unlike [`Shard::put`], no store read.
+    pub(crate) fn put_absent(&mut self, key: K, value: V) {
+        let before = self.cache.get(&key).cloned();
+        let stored = before.as_ref().is_some_and(|e| e.stored);
+        if !self.undo.iter().any(|(k, _)| *k == key) {
+            self.undo.push((key.clone(), before));
+        }
+        let entry = Entry {
+            value: Some(value),
+            dirty: true,
+            stored,
+        };
+        self.cache.insert(key, entry);
+    }
+
     /// The value this event or an uncommitted earlier one wrote for `key`, if any.
     pub(crate) fn pending(&self, key: &K) -> Option<Option<V>> {
         self.cache
@@ -136,7 +213,7 @@ impl<K: TableKey, V: TableValue> Shard<K, V> {
         let raw = tree
             .get(self.store_key(key)?)
             .map_err(|e| Error::store(path, e))?;
-        raw.map(|b| self.spec.value_codec.decode("table value", &b))
+        raw.map(|b| V::decode_value(self.spec.value_codec, &b))
             .transpose()
     }
 
@@ -151,11 +228,8 @@ impl<K: TableKey, V: TableValue> Shard<K, V> {
         let mut all: HashMap<K, V> = HashMap::new();
         for item in tree.scan_prefix(&self.prefix) {
             let (k, v) = item.map_err(|e| Error::store(path, e))?;
-            let key = self
-                .spec
-                .key_codec
-                .decode("table key", &k[self.prefix.len()..])?;
-            all.insert(key, self.spec.value_codec.decode("table value", &v)?);
+            let key = K::decode_key(self.spec.key_codec, &k[self.prefix.len()..])?;
+            all.insert(key, V::decode_value(self.spec.value_codec, &v)?);
         }
         for (k, e) in self
             .cache
@@ -187,9 +261,16 @@ pub(crate) trait ShardOps: Send {
     /// Whether anything waits for the next commit.
     fn has_dirty(&self) -> bool;
     fn as_any(&mut self) -> &mut dyn Any;
+    /// Closes the windows that stream time has passed (windowed tables only): marks them closed,
+    /// calls the table's callback and adds the records for its close topic to `out`.
+    fn close_due(&mut self, _codecs: &TopicCodecs, _out: &mut Vec<CloseRecord>) -> Result<()> {
+        Ok(())
+    }
+    /// Starts counting into the node's metrics (windowed tables count late and closed windows).
+    fn attach_metrics(&mut self, _metrics: &Metrics) {}
 }
 
-impl<K: TableKey, V: TableValue> ShardOps for Shard<K, V> {
+impl<K: ShardKey, V: ShardValue> ShardOps for Shard<K, V> {
     fn end_event(&mut self) {
         self.undo.clear();
     }
@@ -205,19 +286,22 @@ impl<K: TableKey, V: TableValue> ShardOps for Shard<K, V> {
 
     fn stage(&self, batch: &mut sled::Batch, changes: &mut Vec<Change>) -> Result<i64> {
         let mut delta = 0i64;
-        for (key, entry) in self.cache.iter().filter(|(_, e)| e.dirty) {
-            let raw = self.spec.key_codec.encode("table key", key)?;
+        let dirty = self.cache.iter().filter(|(_, e)| e.dirty);
+        let (last, first): (Vec<_>, Vec<_>) = dirty.partition(|(k, _)| k.written_last());
+        for (key, entry) in first.into_iter().chain(last) {
+            let raw = key.encode_key(self.spec.key_codec)?;
             let k = [self.prefix.as_slice(), &raw].concat();
+            let counted = i64::from(key.counted());
             let value = match &entry.value {
                 Some(v) => {
-                    let bytes = self.spec.value_codec.encode("table value", v)?;
+                    let bytes = v.encode_value(self.spec.value_codec)?;
                     batch.insert(k, bytes.as_slice());
-                    delta += i64::from(!entry.stored);
+                    delta += counted * i64::from(!entry.stored);
                     Some(bytes)
                 }
                 None => {
                     batch.remove(k);
-                    delta -= i64::from(entry.stored);
+                    delta -= counted * i64::from(entry.stored);
                     None
                 }
             };
@@ -271,6 +355,13 @@ pub struct TableSet {
     max_cached: usize,
 }
 
+/// A window's final value, encoded for its table's close topic.
+pub(crate) struct CloseRecord {
+    pub(crate) topic: Arc<str>,
+    pub(crate) key: Vec<u8>,
+    pub(crate) value: Vec<u8>,
+}
+
 /// One table write as the changelog carries it: encoded key, encoded value or tombstone.
 pub(crate) struct Change {
     pub(crate) key: Vec<u8>,
@@ -278,13 +369,13 @@ pub(crate) struct Change {
 }
 
 /// The shard of table `name` with its types, or [`Error::TableTypeMismatch`].
-fn typed<'a, K: TableKey, V: TableValue>(
+fn typed<'a, S: 'static>(
     shards: &'a mut HashMap<Arc<str>, Box<dyn ShardOps>>,
     name: &str,
-) -> Result<&'a mut Shard<K, V>> {
+) -> Result<&'a mut S> {
     shards
         .get_mut(name)
-        .and_then(|s| s.as_any().downcast_mut::<Shard<K, V>>())
+        .and_then(|s| s.as_any().downcast_mut::<S>())
         .ok_or_else(|| Error::TableTypeMismatch {
             table: name.to_owned(),
         })
@@ -320,6 +411,12 @@ impl TableSet {
                 .map_err(|e| Error::store(&path, e))?;
             globals.insert(spec.name.clone(), tree);
         }
+        let mut shards: HashMap<Arc<str>, Box<dyn ShardOps>> = HashMap::new();
+        for spec in &specs {
+            if let Some(opener) = &spec.opener {
+                shards.insert(spec.name.clone(), opener.open(tree.clone(), path.clone())?);
+            }
+        }
         let mut counts = HashMap::new();
         for spec in &specs {
             let raw = tree
@@ -337,7 +434,7 @@ impl TableSet {
             tree,
             path,
             specs,
-            shards: HashMap::new(),
+            shards,
             globals,
             counts,
             max_cached,
@@ -361,8 +458,59 @@ impl TableSet {
             let shard = Shard::<K, V>::new(spec.clone(), self.tree.clone(), self.path.clone());
             self.shards.insert(spec.name, Box::new(shard));
         }
-        let shard = typed(&mut self.shards, name)?;
+        let shard = typed::<Shard<K, V>>(&mut self.shards, name)?;
         Ok(TableView { shard })
+    }
+
+    /// This partition's shard of the windowed `table`, for an event at time `time` (which
+    /// advances the table's stream time).
+    pub(crate) fn window_view<K: TableKey, V: TableValue>(
+        &mut self,
+        table: &WindowedTable<K, V>,
+        time: i64,
+    ) -> Result<WindowView<'_, K, V>> {
+        let name = table.name();
+        if !self.shards.contains_key(name) {
+            return Err(Error::UndeclaredTable {
+                table: name.to_owned(),
+                topic: self.topic.to_string(),
+            });
+        }
+        let shard = typed::<WindowShard<K, V>>(&mut self.shards, name)?;
+        shard.advance(time)?;
+        Ok(WindowView { shard, time })
+    }
+
+    /// Closes the windows stream time has passed in every windowed table (calling their
+    /// callbacks) and sends the closed windows to their close topics through `outbox`; part of
+    /// the current event, so a failure rolls the closes back with it.
+    ///
+    /// # Errors
+    /// A close record does not encode, or the producer refused it.
+    pub(crate) async fn close_windows(&mut self, outbox: &mut Outbox) -> Result<()> {
+        let mut out = Vec::new();
+        for shard in self.shards.values_mut() {
+            shard.close_due(outbox.codecs(), &mut out)?;
+        }
+        for r in out {
+            outbox
+                .send_raw(&r.topic, None, Some(&r.key), Some(&r.value), &[])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Whether this partition has windowed tables (checked for closes between events too:
+    /// processing time moves without events).
+    pub(crate) fn has_windows(&self) -> bool {
+        self.specs.iter().any(|s| s.window.is_some())
+    }
+
+    /// Counts late, closed and expired windows into `metrics` from now on.
+    pub(crate) fn attach_metrics(&mut self, metrics: &Metrics) {
+        self.shards
+            .values_mut()
+            .for_each(|s| s.attach_metrics(metrics));
     }
 
     /// The whole global `table` as this node holds it, with this partition's writes.
@@ -378,7 +526,7 @@ impl TableSet {
             .ok_or_else(|| Error::TableTypeMismatch {
                 table: name.to_owned(),
             })?;
-        let shard = typed(&mut self.shards, name)?;
+        let shard = typed::<Shard<K, V>>(&mut self.shards, name)?;
         Ok(GlobalView {
             shard,
             global,

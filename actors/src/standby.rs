@@ -175,7 +175,7 @@ fn tail(
             continue;
         }
         seen.push(&s.table);
-        let keys = tree.scan_prefix(&s.prefix).count() as u64;
+        let keys = crate::shard::count_keys(tree, &s.table);
         counts.insert(count_key(&s.table), &keys.to_be_bytes());
     }
     tree.apply_batch(counts)

@@ -142,11 +142,31 @@ impl Kafka {
 
     /// Produces raw key/value records to the input topic and waits until all are acknowledged.
     pub fn produce<'a>(&self, records: impl Iterator<Item = (&'a str, &'a [u8])>) {
+        self.produce_timed(records.map(|(k, v)| (k, v, None)));
+    }
+
+    /// As [`Kafka::produce`], each record with the given timestamp (ms), if any.
+    pub fn produce_timed<'a>(
+        &self,
+        records: impl Iterator<Item = (&'a str, &'a [u8], Option<i64>)>,
+    ) {
         let producer: ThreadedProducer<_> = self.client().create().expect("producer");
-        for (k, v) in records {
-            producer
-                .send(BaseRecord::to(&self.topic).key(k).payload(v))
-                .expect("enqueue");
+        for (k, v, ts) in records {
+            let mut record = BaseRecord::to(&self.topic).key(k).payload(v);
+            if let Some(ts) = ts {
+                record = record.timestamp(ts);
+            }
+            let mut record = Some(record);
+            while let Some(r) = record.take() {
+                if let Err((e, back)) = producer.send(r) {
+                    assert!(
+                        e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        "{e}"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                    record = Some(back);
+                }
+            }
         }
         producer.flush(TIMEOUT).expect("flush");
     }

@@ -22,7 +22,12 @@ pub struct Nodes {
     dir: tempfile::TempDir,
     config: PathBuf,
     nodes: Vec<Option<NodeProc>>,
+    /// Another program than `faust-node` (given the config in `FAUST_TEST_NODE_CONFIG`).
+    program: Option<(PathBuf, Vec<String>)>,
 }
+
+/// The variable that gives a node program started by [`Nodes::with_program`] its config file.
+pub const NODE_CONFIG_VAR: &str = "FAUST_TEST_NODE_CONFIG";
 
 /// A TCP port nothing listens on right now.
 pub fn free_port() -> u16 {
@@ -43,7 +48,17 @@ impl Nodes {
             dir,
             config: path,
             nodes: Vec::new(),
+            program: None,
         }
+    }
+
+    /// Nodes that run `program args...` instead of `faust-node worker --config FILE`; the config
+    /// file's path is in [`NODE_CONFIG_VAR`]. For apps whose agents `faust-node` does not run
+    /// (a test binary re-running itself as a node).
+    pub fn with_program(config: &Config, program: PathBuf, args: &[&str]) -> Self {
+        let mut nodes = Self::new(config);
+        nodes.program = Some((program, args.iter().map(|a| a.to_string()).collect()));
+        nodes
     }
 
     /// Starts one more node; returns its index.
@@ -51,9 +66,20 @@ impl Nodes {
         let i = self.nodes.len();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = self.dir.path().join(format!("node-{i}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_faust-node"))
-            .args(["worker", "--config"])
-            .arg(&self.config)
+        let mut command = match &self.program {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args);
+                c
+            }
+            None => {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_faust-node"));
+                c.args(["worker", "--config"]).arg(&self.config);
+                c
+            }
+        };
+        let child = command
+            .env(NODE_CONFIG_VAR, &self.config)
             .env("FAUST__WEB__BIND", addr.to_string())
             .env(
                 "FAUST__STORE__PATH",
