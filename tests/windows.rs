@@ -15,7 +15,7 @@ use common::nodes::{Nodes, NODE_CONFIG_VAR};
 use common::{logs, unique, wait_for, Kafka, PARTITIONS};
 use faust::config::Config;
 use faust::demo::WindowedClicks;
-use faust::generator::PageViewSource;
+use faust::generator::{PageView, PageViewSource};
 use faust::{App, WindowResult};
 use rdkafka::message::Message;
 
@@ -65,21 +65,29 @@ fn produce(kafka: &Kafka, n: usize, from: i64, to: i64, seed: u64) -> Truth {
     truth
 }
 
+/// One page view of each of `urls` at `ts`.
+fn produce_at(kafka: &Kafka, urls: &[&String], ts: i64) {
+    let records: Vec<_> = urls
+        .iter()
+        .map(|url| {
+            let user = "test".into();
+            let v = PageView {
+                url: (*url).clone(),
+                user,
+                ts,
+            };
+            (url.as_str(), serde_json::to_vec(&v).unwrap())
+        })
+        .collect();
+    kafka.produce_timed(records.iter().map(|(u, b)| (*u, b.as_slice(), Some(ts))));
+}
+
 /// One page view of each URL in `truth` at `ts`: moves every partition's stream time there.
 fn advance_to(kafka: &Kafka, truth: &Truth, ts: i64) {
     let mut urls: Vec<&String> = truth.keys().map(|(u, _)| u).collect();
     urls.sort();
     urls.dedup();
-    let mut source = PageViewSource::new(1, 1, 1);
-    let records: Vec<_> = urls
-        .iter()
-        .map(|u| {
-            let mut v = source.next_view(ts);
-            v.url = (*u).clone();
-            (u.as_str(), serde_json::to_vec(&v).unwrap())
-        })
-        .collect();
-    kafka.produce_timed(records.iter().map(|(u, b)| (*u, b.as_slice(), Some(ts))));
+    produce_at(kafka, &urls, ts);
 }
 
 /// Every close on the close topic: (url, window start) -> the values sent.
@@ -116,14 +124,7 @@ fn closed_windows_reach_the_close_topic_once_with_exact_counts() {
         .map(|(u, _)| u)
         .collect();
     late_urls.sort();
-    let late: Vec<_> = late_urls[..3]
-        .iter()
-        .map(|u| {
-            let v = serde_json::json!({"url": u, "user": "late", "ts": 5});
-            (u.as_str(), serde_json::to_vec(&v).unwrap())
-        })
-        .collect();
-    kafka.produce_timed(late.iter().map(|(u, b)| (*u, b.as_slice(), Some(5))));
+    produce_at(&kafka, &late_urls[..3], 5);
     advance_to(&kafka, &truth, 100_000);
     let total: i64 = kafka.ends(&kafka.topic).values().sum();
 

@@ -213,9 +213,8 @@ impl PartitionActor {
             },
         ));
         ctx.run_interval(self.settings.commit_interval, |act, ctx| {
-            let windows = act.work.as_ref().is_some_and(|w| w.tables.has_windows());
             match act.work.take() {
-                Some(work) if windows && !act.stopping => {
+                Some(work) if work.tables.has_windows() && !act.stopping => {
                     let close = close_windows_between_batches(work).into_actor(act);
                     ctx.wait(close.then(|work, act, _| {
                         act.work = Some(work);

@@ -226,7 +226,6 @@ pub(crate) struct WindowDef<K, V> {
     pub(crate) time: EventTime,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) on_close: Option<OnClose<K, V>>,
-    pub(crate) close_topic: Option<Arc<str>>,
     pub(crate) merge: Option<Merge<V>>,
 }
 
@@ -239,7 +238,6 @@ impl<K, V> Clone for WindowDef<K, V> {
             time: self.time.clone(),
             clock: self.clock.clone(),
             on_close: self.on_close.clone(),
-            close_topic: self.close_topic.clone(),
             merge: self.merge.clone(),
         }
     }
@@ -294,7 +292,6 @@ impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
                 time: EventTime::Record,
                 clock: Arc::new(SystemClock),
                 on_close: None,
-                close_topic: None,
                 merge,
             },
             _types: PhantomData,
@@ -375,7 +372,6 @@ impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
     /// Sends each closed window to `topic`: key = the table key, value = a [`WindowResult`],
     /// encoded with the topic's codecs, acknowledged before the close is committed.
     pub fn close_topic(mut self, topic: &str) -> Self {
-        self.def.close_topic = Some(Arc::from(topic));
         self.spec.close_topic = Some(Arc::from(topic));
         self
     }

@@ -256,28 +256,19 @@ impl<K: TableKey, V: TableValue> WindowShard<K, V> {
                 late = true;
                 continue;
             }
-            let wkey = WKey::Window(start, key.clone());
-            let value = match old {
-                Some((v, _)) => {
-                    let value = f(Some(v));
-                    let slot = Slot::Window {
-                        value: value.clone(),
-                        closed: false,
-                    };
-                    self.inner.put(wkey, Some(slot))?;
-                    value
-                }
-                None => {
-                    self.index()?.insert(start, &key);
-                    let value = f(None);
-                    let slot = Slot::Window {
-                        value: value.clone(),
-                        closed: false,
-                    };
-                    self.inner.put_absent(wkey, slot);
-                    value
-                }
+            let existed = old.is_some();
+            let value = f(old.map(|(v, _)| v));
+            let slot = Slot::Window {
+                value: value.clone(),
+                closed: false,
             };
+            let wkey = WKey::Window(start, key.clone());
+            if existed {
+                self.inner.put(wkey, Some(slot))?;
+            } else {
+                self.index()?.insert(start, &key);
+                self.inner.put_absent(wkey, slot);
+            }
             if start == current {
                 current_value = Some(value);
             }
@@ -378,8 +369,8 @@ impl<K: TableKey, V: TableValue> WindowShard<K, V> {
         if !close_due && !expiry_due {
             return Ok(());
         }
-        let def = self.table.def.clone();
         if close_due {
+            let on_close = self.table.def.on_close.clone();
             let index = self.index()?;
             let from = index.closed_upto.map_or(Bound::Unbounded, Bound::Excluded);
             let due: Vec<(i64, K)> = index
@@ -392,8 +383,8 @@ impl<K: TableKey, V: TableValue> WindowShard<K, V> {
                 let Some((value, false)) = self.window(start, &key)? else {
                     continue;
                 };
-                let window = def.kind.window_of(start);
-                let result = match def.kind {
+                let window = kind.window_of(start);
+                let result = match kind {
                     WindowKind::Sliding { before, after } => self
                         .merged(&key, start - before, start + after, true)?
                         .unwrap_or_else(|| value.clone()),
@@ -406,10 +397,10 @@ impl<K: TableKey, V: TableValue> WindowShard<K, V> {
                 self.inner
                     .put(WKey::Window(start, key.clone()), Some(slot))?;
                 self.pending[1] += 1;
-                if let Some(f) = &def.on_close {
+                if let Some(f) = &on_close {
                     f(&key, window, &result);
                 }
-                if let Some(topic) = &def.close_topic {
+                if let Some(topic) = &self.table.spec.close_topic {
                     let (kc, vc) = codecs.get(topic);
                     let value = WindowResult {
                         start: window.start,
