@@ -10,9 +10,10 @@
 //!   [`NodeHandle`] for tests and embedding.
 //! - [`config`]: typed configuration from defaults, a TOML file and `FAUST__*` variables, with
 //!   every error reported at once.
-//! - `cli`: the `worker` / `validate` command line that [`App::main`] runs.
+//! - `cli`: the `worker` / `validate` / `send` command line that [`App::main`] runs.
 //! - `clients`: librdkafka settings of the node's clients; reaching the broker at start-up.
 //! - `handle`: [`NodeHandle`], a node on a thread of its own.
+//! - [`send`]: `faust-node send`, one record produced by hand.
 //! - `topics`: creating missing topics, checking partition counts.
 //! - `web`: `/metrics` (Prometheus) and `/healthz`.
 //! - [`embedded`]: the in-process broker used when `broker.bootstrap = "embedded"`.
@@ -32,6 +33,7 @@ pub mod error;
 pub mod generator;
 mod handle;
 pub mod node;
+pub mod send;
 mod topics;
 mod web;
 
@@ -39,9 +41,10 @@ pub use cli::init_logging;
 pub use config::Config;
 pub use error::Error;
 pub use faust_actors::{
-    Agent, AgentError, Clock, Codec, Event, EventTime, GlobalTable, GlobalView, Header,
-    ManualClock, Metrics, Record, Store, SystemClock, Table, TableSpec, TableView, Window,
-    WindowKind, WindowResult, WindowView, WindowedTable, SOURCE_HEADER,
+    register_codec, Agent, AgentError, Clock, Codec, CustomCodec, DeadLetter, ErrorPolicy, Event,
+    EventTime, SendOptions, GlobalTable, GlobalView, Header, ManualClock, Metrics, OnError, Record, Store,
+    SystemClock, Table, TableSpec, TableView, Window, WindowKind, WindowResult, WindowView,
+    WindowedTable, SOURCE_HEADER,
 };
 pub use node::{App, NodeHandle, NodeInfo, NodeReport};
 

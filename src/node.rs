@@ -15,15 +15,17 @@ use std::time::Duration;
 use actix::prelude::*;
 use faust_actors::{
     Agent, AgentRef, ConsumerThread, Coordinator, CoordinatorInit, Membership, Metrics,
-    OnClusterMismatch, PartitionSettings, StandbyPlan, StopAll, Store, TopicCodecs,
+    ErrorPolicy, OnClusterMismatch, PartitionSettings, StandbyPlan, StopAll, Store,
+    TopicCodecs,
 };
+use faust_actors::policy::dead_letter_topic;
 use prometheus::IntCounter;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::watch;
 
 use crate::clients::{client_config, connect, consumer_config, masked};
-use crate::config::{Config, ConfigErrors, Issue};
+use crate::config::{AgentConfig, Config, ConfigErrors, Issue};
 use crate::embedded::EmbeddedBroker;
 use crate::error::Error;
 use crate::{generator, topics, web};
@@ -76,18 +78,23 @@ impl App {
         &self.agents
     }
 
-    /// The agents with their `[agents.<name>]` settings applied (input topics, sinks).
-    fn configured(&self, config: &Config) -> Vec<AgentRef> {
+    /// The agents with their `[agents.<name>]` settings applied (input topics, sinks, error
+    /// policy).
+    pub(crate) fn configured(&self, config: &Config) -> Vec<AgentRef> {
+        let default = AgentConfig::default();
         self.agents
             .iter()
-            .map(|a| match config.agents.get(a.name()) {
-                None => a.clone(),
-                Some(c) => {
-                    let a = a.clone().with_sinks(c.sinks.clone());
-                    match &c.topics {
-                        Some(t) => a.with_topics(t.clone()),
-                        None => a,
-                    }
+            .map(|a| {
+                let c = config.agents.get(a.name()).unwrap_or(&default);
+                let policy = ErrorPolicy {
+                    on_error: c.on_error,
+                    retries: c.retries,
+                    dead_letter_topic: dead_letter_topic(&config.app.id, a.name()),
+                };
+                let a = a.clone().with_sinks(c.sinks.clone()).with_policy(policy);
+                match &c.topics {
+                    Some(t) => a.with_topics(t.clone()),
+                    None => a,
                 }
             })
             .collect()
@@ -429,6 +436,7 @@ async fn node_main(
         p.shutdown_timeout,
         coordinator.clone(),
     )?;
+    actix::spawn(watch_broker(producer.clone(), metrics.clone()));
     let web_handle = web.map(|w| {
         actix::spawn(w.server);
         w.handle
@@ -508,4 +516,24 @@ async fn node_main(
         "node stopped cleanly"
     );
     Ok(report)
+}
+
+/// While librdkafka reports every broker down (`faust_broker_up` = 0), asks for metadata every
+/// 2 s and sets the gauge back to 1 when a broker answers.
+async fn watch_broker(producer: FutureProducer, metrics: Metrics) {
+    const EVERY: Duration = Duration::from_secs(2);
+    loop {
+        actix::clock::sleep(EVERY).await;
+        if metrics.broker_up.get() >= 1 {
+            continue;
+        }
+        let p = producer.clone();
+        let answered =
+            tokio::task::spawn_blocking(move || p.client().fetch_metadata(None, EVERY).is_ok())
+                .await;
+        if matches!(answered, Ok(true)) {
+            tracing::info!("a broker answers again; resuming");
+            metrics.broker_up.set(1);
+        }
+    }
 }

@@ -12,7 +12,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use faust_actors::changelog::changelog_topic;
 use faust_actors::members::members_topic;
-use faust_actors::AgentRef;
+use faust_actors::{AgentRef, OnError};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -32,8 +32,9 @@ pub(crate) struct Needed {
     pub(crate) why: String,
 }
 
-/// Every topic the node needs: those under `[topics]`, and a changelog per table, with the
-/// partition count of the table's source topic.
+/// Every topic the node needs: those under `[topics]`, a changelog per table (with the
+/// partition count of the table's source topic), a close topic per windowed table that names
+/// one, and a dead-letter topic per agent whose policy is `dead-letter`.
 pub(crate) fn needed(app_id: &str, config: &Config, agents: &[AgentRef]) -> Vec<Needed> {
     let mut out: Vec<Needed> = config
         .topics
@@ -56,6 +57,23 @@ pub(crate) fn needed(app_id: &str, config: &Config, agents: &[AgentRef]) -> Vec<
         });
     }
     for agent in agents {
+        let sources = agent.topics();
+        let most = sources.iter().filter_map(|t| config.topics.get(t)).max_by_key(|t| t.partitions);
+        let dlq = &agent.policy().dead_letter_topic;
+        if let Some(t) = most.filter(|_| agent.policy().on_error == OnError::DeadLetter) {
+            if !config.topics.contains_key(dlq) {
+                out.push(Needed {
+                    name: dlq.clone(),
+                    partitions: t.partitions,
+                    replication: t.replication,
+                    compact: false,
+                    why: format!(
+                        "like the largest source topic of agent `{}`, whose dead letters it holds",
+                        agent.name()
+                    ),
+                });
+            }
+        }
         let Some(source) = agent.topics().into_iter().next() else {
             continue;
         };

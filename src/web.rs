@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, HttpResponse, HttpServer};
 use faust_actors::Metrics;
+use prometheus::core::Collector;
 
 use crate::error::Error;
 
@@ -15,16 +16,39 @@ async fn metrics(m: web::Data<Metrics>) -> HttpResponse {
         .body(m.encode())
 }
 
-/// 200 while the consumer serves its group, 503 otherwise; the body says which.
+/// 200 while the consumer serves its group, reaches a broker, and no partition is halted by
+/// the `stop` error policy; 503 otherwise. The body says which.
 async fn healthz(m: web::Data<Metrics>) -> HttpResponse {
     let up = m.consumer_up.get() >= 1.0;
+    let broker = m.broker_up.get() >= 1;
     let active = m.assigned_partitions.with_label_values(&["active"]).get();
+    let halted: Vec<String> = m
+        .partition_halted
+        .collect()
+        .iter()
+        .flat_map(|family| family.get_metric())
+        .filter(|metric| metric.get_gauge().get_value() >= 1.0)
+        .map(|metric| {
+            let label = |name: &str| {
+                metric
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map_or("", |l| l.value())
+                    .to_owned()
+            };
+            format!("{}[{}]", label("topic"), label("partition"))
+        })
+        .collect();
+    let ok = up && broker && halted.is_empty();
     let body = serde_json::json!({
-        "status": if up { "ok" } else { "unavailable" },
+        "status": if ok { "ok" } else { "unavailable" },
         "consumer": if up { "up" } else { "down" },
+        "broker": if broker { "up" } else { "down" },
         "active_partitions": active,
+        "halted_partitions": halted,
     });
-    if up {
+    if ok {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

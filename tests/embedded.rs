@@ -217,46 +217,6 @@ fn a_panicking_agent_is_restarted_and_loses_nothing() {
 }
 
 #[test]
-fn malformed_records_are_counted_and_skipped_and_good_ones_all_counted() {
-    logs();
-    let kafka = Kafka::new("bad-input");
-    let truth = kafka.produce_page_views(500, 5);
-    let bad: Vec<(&str, &[u8])> = vec![
-        ("/page/1", b"{\"url\": \"/page/1\", \"user\": "),
-        ("/page/2", b"not json at all"),
-        ("/page/3", b"{\"url\": 3, \"user\": \"u\", \"ts\": 1}"),
-    ];
-    kafka.produce(bad.into_iter());
-    let more = kafka.produce_page_views(500, 6);
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-
-    let group = common::unique("bad-input");
-    let mut node = App::new()
-        .agent(PageViews::on_topic(&kafka.topic))
-        .spawn(kafka.config(&store, &group))
-        .unwrap();
-    let info = node.wait_ready(WAIT).unwrap();
-    wait_for("every record", WAIT, || {
-        info.metrics.agent_events("page_views") >= 1_003
-    });
-    let invalid = info
-        .metrics
-        .invalid_records_total
-        .with_label_values(&["page_views", "value"])
-        .get();
-    node.stop().unwrap();
-
-    assert_eq!(invalid, 3);
-    let mut truth = truth;
-    for (url, n) in more {
-        *truth.entry(url).or_insert(0) += n;
-    }
-    assert_eq!(stored_counts(&store, &page_counts()), truth);
-    assert_eq!(kafka.committed(&group).values().sum::<i64>(), 1_003);
-}
-
-#[test]
 fn metrics_and_health_are_served_over_http() {
     logs();
     let kafka = Kafka::new("http");

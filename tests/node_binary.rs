@@ -153,3 +153,61 @@ fn demo_counts_serves_metrics_and_stops_cleanly_on_sigterm() {
         .unwrap()
         .contains("moved it aside"));
 }
+
+/// `faust-node send`: the record lands with the key, value, partition and headers asked for,
+/// encoded with the codec asked for; a value that is not JSON is refused before sending.
+#[test]
+fn send_produces_one_record_as_asked() {
+    use rdkafka::message::{Headers, Message};
+    let kafka = common::Kafka::new("send");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_faust-node"))
+            .arg("send")
+            .arg(&kafka.topic)
+            .args(["--broker", &kafka.bootstrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "--key",
+        "/home",
+        "--value",
+        r#"{"url": "/home", "user": "u1", "ts": 5}"#,
+        "--codec",
+        "msgpack",
+        "--partition",
+        "2",
+        "--header",
+        "trace=abc",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {:?}", out);
+    assert_eq!(stdout.trim(), format!("sent to {}[2]@0", kafka.topic));
+
+    let bad = run(&["--value", "{\"url\": "]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("the value is not JSON"), "{stderr}");
+
+    let mut seen = Vec::new();
+    kafka.read_to_end(&kafka.topic, |m| {
+        let header = m.headers().map(|h| h.get(0)).map(|h| {
+            (
+                h.key.to_owned(),
+                String::from_utf8_lossy(h.value.unwrap()).into_owned(),
+            )
+        });
+        let value: faust::demo::PageView = rmp_serde::from_slice(m.payload().unwrap()).unwrap();
+        seen.push((m.partition(), m.key().unwrap().to_vec(), value.url, header));
+    });
+    assert_eq!(
+        seen,
+        [(
+            2,
+            b"/home".to_vec(),
+            "/home".to_string(),
+            Some(("trace".to_string(), "abc".to_string()))
+        )]
+    );
+}

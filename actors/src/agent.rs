@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::codec::Codec;
 use crate::error::{Error, Result};
+use crate::policy::ErrorPolicy;
 use crate::record::{Header, Record};
 use crate::shard::TableSet;
 use crate::table::{GlobalTable, GlobalView, Table, TableKey, TableSpec, TableValue, TableView};
@@ -365,6 +366,50 @@ impl<K, V> Event<'_, K, V> {
         Ok(())
     }
 
+    /// Sends `key`/`value` to `topic` like [`Event::send`], to the partition and with the headers
+    /// `options` give.
+    ///
+    /// # Errors
+    /// As [`Event::send`].
+    pub async fn send_with<SK: Serialize + ?Sized, SV: Serialize + ?Sized>(
+        &mut self,
+        topic: &str,
+        key: Option<&SK>,
+        value: &SV,
+        options: &SendOptions,
+    ) -> Result<()> {
+        let (kc, vc) = self.outbox.codecs().get(topic);
+        let key = key.map(|k| kc.encode("key", k)).transpose()?;
+        let value = vc.encode("value", value)?;
+        self.outbox
+            .send_raw(
+                topic,
+                options.partition,
+                key.as_deref(),
+                Some(&value),
+                &options.headers,
+            )
+            .await
+    }
+
+    /// Sends this event's record, unchanged (key, value and headers as they arrived), to
+    /// `topic`, like Faust's `stream.forward`/`through`. Acknowledged before commit.
+    ///
+    /// # Errors
+    /// The producer refused the record.
+    pub async fn forward(&mut self, topic: &str) -> Result<()> {
+        let r = self.record;
+        self.outbox
+            .send_raw(
+                topic,
+                None,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                &r.headers,
+            )
+            .await
+    }
+
     /// Sends raw bytes to `topic` (optionally to one `partition`), with headers.
     ///
     /// # Errors
@@ -383,10 +428,39 @@ impl<K, V> Event<'_, K, V> {
     }
 }
 
+/// Where and with what headers [`Event::send_with`] sends a record.
+#[derive(Debug, Clone, Default)]
+pub struct SendOptions {
+    partition: Option<i32>,
+    headers: Vec<Header>,
+}
+
+impl SendOptions {
+    /// The defaults: the partitioner picks the partition by key; no headers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sends to this partition instead of the key's.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, key: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push(Header {
+            key: key.into(),
+            value: Some(value.into()),
+        });
+        self
+    }
+}
+
 /// Why an event did not finish.
 pub(crate) enum Failure {
-    /// The record cannot become an event (bad bytes, null value): it is logged, counted and
-    /// skipped; retrying would fail the same way.
+    /// The record cannot become an event (bad bytes, null value): it goes straight to the
+    /// agent's error policy; retrying would fail the same way.
     Invalid { reason: &'static str, error: Error },
     /// The agent returned an error: retried.
     Agent(AgentError),
@@ -481,17 +555,32 @@ pub struct AgentRef {
     pub(crate) agent: Arc<dyn ErasedAgent>,
     topics: Arc<[String]>,
     pub(crate) sinks: Arc<[String]>,
+    pub(crate) policy: Arc<ErrorPolicy>,
 }
 
 impl AgentRef {
     /// Wraps an agent for the runtime: its own topics, no sinks.
     pub fn new<A: Agent>(agent: A) -> Self {
         let topics = agent.topics().into();
+        let policy = ErrorPolicy::default_for("app", agent.name()).into();
         AgentRef {
             agent: Arc::new(Typed(agent)),
             topics,
             sinks: Arc::from([]),
+            policy,
         }
+    }
+
+    /// Handles events that cannot be processed with `policy` (default: dead-letter to
+    /// `app-<name>-dlq` after 3 retries; a node sets the topic from its app id).
+    pub fn with_policy(mut self, policy: ErrorPolicy) -> Self {
+        self.policy = policy.into();
+        self
+    }
+
+    /// The policy for events that cannot be processed.
+    pub fn policy(&self) -> &ErrorPolicy {
+        &self.policy
     }
 
     /// Consumes `topics` instead of the agent's own.

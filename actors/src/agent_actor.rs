@@ -42,6 +42,11 @@ pub(crate) enum Stopped {
     Panicked(String),
     /// The agent returned an error for `records[next]`.
     Failed(String),
+    /// `records[next]` does not decode (`reason`: key, value, null_value).
+    Invalid {
+        reason: &'static str,
+        error: Error,
+    },
 }
 
 /// The batch's outcome; `work` always comes back.
@@ -49,8 +54,6 @@ pub(crate) struct Processed {
     pub(crate) work: Work,
     /// Index of the first record not finished (`records.len()` when all were).
     pub(crate) next: usize,
-    /// Records skipped because they could not be decoded: offset, reason, error.
-    pub(crate) invalid: Vec<(i64, &'static str, Error)>,
     pub(crate) stopped: Option<Stopped>,
 }
 
@@ -113,7 +116,6 @@ async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
         start,
         mut work,
     } = msg;
-    let mut invalid = Vec::new();
     for (i, record) in records.iter().enumerate().skip(start) {
         let call = async {
             let Work { tables, outbox } = &mut work;
@@ -132,11 +134,7 @@ async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
                 work.tables.end_event();
                 continue;
             }
-            Ok(Err(Failure::Invalid { reason, error })) => {
-                work.tables.rollback_event();
-                invalid.push((record.offset, reason, error));
-                continue;
-            }
+            Ok(Err(Failure::Invalid { reason, error })) => Stopped::Invalid { reason, error },
             Ok(Err(Failure::Agent(e))) => Stopped::Failed(e.to_string()),
             Err(panic) => Stopped::Panicked(panic_message(panic.as_ref())),
         };
@@ -144,14 +142,12 @@ async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
         return Processed {
             work,
             next: i,
-            invalid,
             stopped: Some(stopped),
         };
     }
     Processed {
         work,
         next: records.len(),
-        invalid,
         stopped: None,
     }
 }

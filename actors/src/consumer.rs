@@ -21,7 +21,7 @@ use actix::Addr;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::coordinator::{Assigned, AssignedPart, Coordinator, Revoke};
@@ -49,6 +49,14 @@ pub struct NodeContext {
 
 impl ClientContext for NodeContext {
     fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            // `/healthz` says so until the node reaches a broker again; the consumer keeps
+            // retrying on its own, and nothing uncommitted is lost meanwhile.
+            self.metrics.broker_up.set(0);
+            tracing::error!(error = %error, reason,
+                "lost every broker; retrying (processing resumes when one answers)");
+            return;
+        }
         tracing::error!(error = %error, reason, "Kafka client error");
     }
 }

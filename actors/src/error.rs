@@ -33,6 +33,22 @@ pub enum Error {
         /// The codec's own message.
         reason: String,
     },
+    /// A codec could not be registered.
+    #[error("codec `{name}` {reason}")]
+    Codec {
+        /// The name asked for.
+        name: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Dead-letter or source headers that do not say what they should.
+    #[error("bad `{header}` header: {reason}")]
+    BadHeader {
+        /// The header's name.
+        header: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A record arrived without the value the agent needs.
     #[error("record at {topic}[{partition}]@{offset} has no value (null payload)")]
     MissingValue {

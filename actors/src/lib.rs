@@ -22,7 +22,9 @@
 //!   placement by rendezvous hashing.
 //! - `standby`: warm copies of partitions owned elsewhere, tailing their changelogs.
 //! - [`store`]: the node's sled database, stamped with its Kafka cluster id.
-//! - [`codec`]: JSON, MessagePack and string codecs for keys and values.
+//! - [`codec`]: JSON, MessagePack, string and raw codecs for keys and values, and codecs an
+//!   app registers.
+//! - [`policy`]: what happens to events that cannot be processed (skip, dead-letter, stop).
 //! - [`record`]: the owned record that crosses actors.
 //! - [`metrics`] and [`throughput`]: Prometheus metrics and the rate meter.
 //! - [`error`]: this crate's one error type.
@@ -39,6 +41,7 @@ mod global;
 pub mod members;
 pub mod metrics;
 mod partition;
+pub mod policy;
 mod reader;
 pub mod record;
 mod shard;
@@ -49,8 +52,11 @@ pub mod throughput;
 pub mod window;
 mod windowed;
 
-pub use agent::{Agent, AgentError, AgentRef, Event, Outbox, TopicCodecs, SOURCE_HEADER};
-pub use codec::Codec;
+pub use agent::{
+    Agent, AgentError, AgentRef, Event, Outbox, SendOptions, TopicCodecs, SOURCE_HEADER,
+};
+pub use codec::{register_codec, Codec, CustomCodec};
+pub use policy::{DeadLetter, ErrorPolicy, OnError};
 pub use consumer::ConsumerThread;
 pub use coordinator::{Coordinator, CoordinatorInit, StandbyPlan, StopAll};
 pub use error::{Error, Result};

@@ -3,7 +3,7 @@
 //! bounded by agents, topics, partitions and tables.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
 
@@ -25,6 +25,11 @@ pub struct Metrics {
     pub assigned_partitions: IntGaugeVec,
     /// 1 for each source partition this node holds as active.
     pub partition_active: IntGaugeVec,
+    /// 1 for each held partition halted by the `stop` error policy.
+    pub partition_halted: IntGaugeVec,
+    /// 1 while the node's clients reach at least one broker, 0 after librdkafka reported all
+    /// brokers down (until a broker answers again).
+    pub broker_up: IntGauge,
     /// Keys per table over the partitions this node holds, as of the last commit.
     pub table_keys: IntGaugeVec,
     /// Agent actors restarted after a panic.
@@ -92,6 +97,13 @@ impl Metrics {
         )
         .map_err(|source| Error::Metrics { source })?;
         reg(Box::new(commit_failures_total.clone()))?;
+        let broker_up = IntGauge::new(
+            "faust_broker_up",
+            "1 while the node reaches a broker, 0 after all brokers went down",
+        )
+        .map_err(|source| Error::Metrics { source })?;
+        broker_up.set(1);
+        reg(Box::new(broker_up.clone()))?;
         let consumer_up = Gauge::new("faust_consumer_up", "1 while the consumer serves its group")
             .map_err(|source| Error::Metrics { source })?;
         reg(Box::new(consumer_up.clone()))?;
@@ -151,6 +163,13 @@ impl Metrics {
                 "1 for each source partition held as active",
                 &["topic", "partition"]
             ),
+            partition_halted: vec_metric!(
+                IntGaugeVec,
+                "faust_partition_halted",
+                "1 for each held partition halted by the stop error policy",
+                &["topic", "partition"]
+            ),
+            broker_up,
             table_keys: vec_metric!(
                 IntGaugeVec,
                 "faust_table_keys",
@@ -178,7 +197,8 @@ impl Metrics {
             invalid_records_total: vec_metric!(
                 IntCounterVec,
                 "faust_invalid_records_total",
-                "Records that could not be decoded, by reason",
+                "Events that failed for good and went to the error policy, by reason \
+                 (key, value, null_value, agent_error, panic)",
                 &["agent", "reason"]
             ),
             rebalances_total: vec_metric!(

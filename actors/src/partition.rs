@@ -33,6 +33,7 @@ use crate::commit::{write_changelogs, Step};
 use crate::consumer::{NodeConsumer, NodeContext};
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::policy::{DeadLetter, OnError};
 use crate::reader::PartitionReader;
 use crate::record::Record;
 
@@ -82,6 +83,29 @@ enum BatchOutcome {
     Interrupted(Work),
     /// The agent actor stopped with the work: the batch's state is gone.
     Lost,
+    /// The error policy is `stop`: halt at the failed record (its offset, when the partition's
+    /// state holds exactly the events before it; `None`: drop uncommitted work instead).
+    Halted(Work, Option<i64>, String),
+}
+
+/// Sends `record`, unchanged, to `topic` as a dead letter (into the same partition number, so
+/// dead letters keep their source order); its delivery is awaited by the next commit.
+async fn dead_letter(
+    work: &mut Work,
+    topic: &str,
+    record: &Record,
+    letter: &DeadLetter,
+) -> Result<(), Error> {
+    let headers = letter.headers(record);
+    work.outbox
+        .send_raw(
+            topic,
+            Some(record.partition),
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &headers,
+        )
+        .await
 }
 
 /// Owns one partition: its reader, its table shards, its offsets.
@@ -109,6 +133,10 @@ pub(crate) struct PartitionActor {
     /// uncommitted, and its outputs sent again by the next owner).
     stopping: bool,
     seek_on_start: bool,
+    /// The stream of batches from the reader (cancelled when the partition halts).
+    reading: Option<SpawnHandle>,
+    /// Halted by the `stop` error policy: no batch is taken any more.
+    halted: bool,
     /// Counted in the assigned-partitions gauge (set once started successfully).
     counted: bool,
     settings: PartitionSettings,
@@ -158,6 +186,8 @@ impl PartitionActor {
             revoked: init.revoked,
             stopping: false,
             seek_on_start: init.seek_on_start,
+            reading: None,
+            halted: false,
             counted: false,
             settings: init.settings,
             metrics: init.metrics,
@@ -205,13 +235,13 @@ impl PartitionActor {
         }
         let reader = self.reader.clone();
         let max = self.settings.max_batch;
-        ctx.add_stream(futures::stream::unfold(
+        self.reading = Some(ctx.add_stream(futures::stream::unfold(
             reader,
             move |r: Arc<PartitionReader<NodeContext>>| async move {
                 let batch = r.next_batch(max).await;
                 Some((batch, r))
             },
-        ));
+        )));
         ctx.run_interval(self.settings.commit_interval, |act, ctx| {
             match act.work.take() {
                 Some(work) if work.tables.has_windows() && !act.stopping => {
@@ -333,6 +363,7 @@ impl PartitionActor {
             if revoked.load(Ordering::SeqCst) {
                 return BatchOutcome::Skipped(work);
             }
+            let only = slots.len() == 1;
             for slot in slots {
                 let mut start = 0;
                 let mut attempt = 0u32;
@@ -351,7 +382,6 @@ impl PartitionActor {
                     let Ok(Processed {
                         work: back,
                         next,
-                        invalid,
                         stopped,
                     }) = reply
                     else {
@@ -359,38 +389,68 @@ impl PartitionActor {
                     };
                     work = back;
                     slot.events.inc_by((next - start) as u64);
-                    let name = slot.agent.name();
-                    for (offset, reason, error) in invalid {
-                        metrics
-                            .invalid_records_total
-                            .with_label_values(&[name, reason])
-                            .inc();
-                        tracing::error!(agent = name, %topic, partition, offset, %error,
-                            "invalid record skipped");
-                    }
                     let Some(stopped) = stopped else { break };
-                    let offset = records[next].offset;
-                    attempt += 1;
-                    let backoff = settings
-                        .retry_backoff
-                        .saturating_mul(1 << attempt.min(16))
-                        .min(settings.retry_backoff_max);
-                    match stopped {
-                        Stopped::Panicked(msg) => tracing::error!(agent = name, %topic,
-                            partition, offset, panic = %msg, attempt, ?backoff,
-                            "agent panicked; restarting it and retrying the event"),
+                    let name = slot.agent.name();
+                    let record = &records[next];
+                    let offset = record.offset;
+                    let (reason, error, retriable) = match stopped {
+                        Stopped::Invalid { reason, error } => (reason, error.to_string(), false),
+                        Stopped::Panicked(msg) => ("panic", msg, true),
                         Stopped::Failed(msg) => {
                             metrics.agent_errors_total.with_label_values(&[name]).inc();
-                            tracing::error!(agent = name, %topic, partition, offset,
-                                error = %msg, attempt, ?backoff,
-                                "agent failed; retrying the event")
+                            ("agent_error", msg, true)
+                        }
+                    };
+                    let policy = &slot.agent.policy;
+                    if retriable && attempt < policy.retries {
+                        attempt += 1;
+                        let backoff = settings
+                            .retry_backoff
+                            .saturating_mul(1 << attempt.min(16))
+                            .min(settings.retry_backoff_max);
+                        tracing::error!(agent = name, %topic, partition, offset, reason, %error,
+                            attempt, retries = policy.retries, ?backoff,
+                            "event failed; retrying it (a panicked agent actor is restarted)");
+                        if revoked.load(Ordering::SeqCst) {
+                            return BatchOutcome::Interrupted(work);
+                        }
+                        start = next;
+                        actix::clock::sleep(backoff).await;
+                        continue;
+                    }
+                    metrics
+                        .invalid_records_total
+                        .with_label_values(&[name, reason])
+                        .inc();
+                    match policy.on_error {
+                        OnError::Skip => tracing::error!(agent = name, %topic, partition,
+                            offset, reason, %error, "event skipped (on_error = skip)"),
+                        OnError::DeadLetter => {
+                            let letter = DeadLetter::of(record, name, reason, &error);
+                            let dlq = &policy.dead_letter_topic;
+                            if let Err(e) = dead_letter(&mut work, dlq, record, &letter).await {
+                                tracing::error!(agent = name, %topic, partition, offset,
+                                    error = %e, "cannot dead-letter the event; retrying it");
+                                if revoked.load(Ordering::SeqCst) {
+                                    return BatchOutcome::Interrupted(work);
+                                }
+                                start = next;
+                                actix::clock::sleep(settings.retry_backoff_max).await;
+                                continue;
+                            }
+                            tracing::error!(agent = name, %topic, partition, offset, reason,
+                                %error, dead_letter_topic = %dlq, "event dead-lettered");
+                        }
+                        OnError::Stop => {
+                            let message = format!(
+                                "agent `{name}` cannot process {topic}[{partition}]@{offset} \
+                                 ({reason}): {error}"
+                            );
+                            return BatchOutcome::Halted(work, only.then_some(offset), message);
                         }
                     }
-                    if revoked.load(Ordering::SeqCst) {
-                        return BatchOutcome::Interrupted(work);
-                    }
-                    start = next;
-                    actix::clock::sleep(backoff).await;
+                    attempt = 0;
+                    start = next + 1;
                 }
             }
             BatchOutcome::Done(work, last + 1)
@@ -410,7 +470,35 @@ impl PartitionActor {
                 act.next = act.committed;
             }
             BatchOutcome::Lost => act.rewind(ctx),
+            BatchOutcome::Halted(mut work, at, message) => {
+                match at {
+                    Some(offset) => act.next = Some(offset),
+                    None => {
+                        work.tables.discard();
+                        act.next = act.committed;
+                    }
+                }
+                act.work = Some(work);
+                act.halt(ctx, message);
+            }
         }))
+    }
+
+    /// Stops processing for good (error policy `stop`): commits what came before the failed
+    /// record, stops reading the partition, and reports it in `faust_partition_halted`.
+    fn halt(&mut self, ctx: &mut Context<Self>, message: String) {
+        tracing::error!(topic = %self.topic, partition = self.partition, at = ?self.next,
+            error = %message, "partition halted (on_error = stop): nothing past this record is \
+            committed; fix or remove the record, or change the policy, then restart the node");
+        self.halted = true;
+        if let Some(reading) = self.reading.take() {
+            ctx.cancel_future(reading);
+        }
+        self.metrics
+            .partition_halted
+            .with_label_values(&[&*self.topic, &self.partition.to_string()])
+            .set(1);
+        ctx.wait(self.commit().map(|_, _, _| ()));
     }
 
     /// Drops uncommitted state and seeks back to the last commit.
@@ -573,6 +661,10 @@ impl Actor for PartitionActor {
             return;
         }
         self.count_held(-1);
+        self.metrics
+            .partition_halted
+            .with_label_values(&[&*self.topic, &self.partition.to_string()])
+            .set(0);
         tracing::info!(topic = %self.topic, partition = self.partition,
             committed = ?self.committed, "partition stopped");
     }
@@ -581,7 +673,7 @@ impl Actor for PartitionActor {
 impl StreamHandler<Vec<Record>> for PartitionActor {
     fn handle(&mut self, batch: Vec<Record>, ctx: &mut Self::Context) {
         // After Stop, records stay uncommitted and go to the partition's next owner.
-        if !self.stopping {
+        if !self.stopping && !self.halted {
             ctx.wait(self.process(batch));
         }
     }
@@ -593,7 +685,7 @@ impl Handler<Forward> for PartitionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Forward, ctx: &mut Self::Context) {
-        if !self.stopping && self.next.is_none_or(|n| msg.0.offset >= n) {
+        if !self.stopping && !self.halted && self.next.is_none_or(|n| msg.0.offset >= n) {
             ctx.wait(self.process(vec![msg.0]));
         }
     }

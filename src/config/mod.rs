@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use faust_actors::Codec;
+use faust_actors::{Codec, OnError};
 use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigErrors, Issue};
@@ -167,13 +167,30 @@ impl Default for ProcessingConfig {
 }
 
 /// `[agents.<name>]`: settings of one registered agent.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// Consume these topics instead of the ones the agent names (per-environment topic names).
     pub topics: Option<Vec<String>>,
     /// Topics that `Event::emit` sends to, like Faust's `sink=[...]`.
     pub sinks: Vec<String>,
+    /// What happens to an event that cannot be processed: `skip`, `dead-letter` (to
+    /// `<app-id>-<agent>-dlq`) or `stop` (halt the partition).
+    pub on_error: OnError,
+    /// How often an agent error or panic is retried, with back-off, before `on_error` applies
+    /// (records that do not decode go to `on_error` at once).
+    pub retries: u32,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            topics: None,
+            sinks: Vec::new(),
+            on_error: OnError::DeadLetter,
+            retries: 3,
+        }
+    }
 }
 
 /// `[tables.<name>]`: settings of one table.

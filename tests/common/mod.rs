@@ -16,6 +16,7 @@ use faust::generator::PageViewSource;
 use faust::Codec;
 use faust_actors::changelog::changelog_topic;
 use faust_actors::members::members_topic;
+use faust_actors::policy::dead_letter_topic;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -25,6 +26,19 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 pub const PARTITIONS: i32 = 4;
+/// The agents the tests run: [`Kafka::config`] makes their dead-letter topics on the mock
+/// cluster, which cannot create topics on a node's request.
+pub const TEST_AGENTS: &[&str] = &[
+    "page_views",
+    "flaky",
+    "failing",
+    "global_counter",
+    "windowed_clicks",
+    "picky",
+    "by_user",
+    "by_user-group_by",
+    "batcher",
+];
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Logs to the test harness's captured output.
@@ -290,6 +304,9 @@ impl Kafka {
             // The mock cluster has no admin CreateTopics: make the changelog here (once).
             let _ = cluster.create_topic(&changelog_topic(app_id, "page_counts"), PARTITIONS, 1);
             let _ = cluster.create_topic(&members_topic(app_id), 1, 1);
+            for agent in TEST_AGENTS {
+                let _ = cluster.create_topic(&dead_letter_topic(app_id, agent), PARTITIONS, 1);
+            }
         }
         let mut c = Config::default();
         c.app.id = app_id.into();
@@ -315,6 +332,7 @@ impl Kafka {
             AgentConfig {
                 topics: None,
                 sinks: vec![self.out.clone()],
+                ..AgentConfig::default()
             },
         );
         c
