@@ -5,6 +5,10 @@ use std::collections::HashMap;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, Producer};
 
+use std::time::Duration;
+
+use faust_actors::Metrics;
+
 use crate::config::Config;
 use crate::error::Error;
 
@@ -70,6 +74,26 @@ pub(crate) async fn connect(
     let cluster =
         cluster.ok_or_else(|| unreachable("the broker did not say its cluster id".into()))?;
     Ok((cluster, topics))
+}
+
+/// While librdkafka reports every broker down (`faust_broker_up` = 0), asks for metadata every
+/// 2 s and sets the gauge back to 1 when a broker answers.
+pub(crate) async fn watch_broker(producer: FutureProducer, metrics: Metrics) {
+    const EVERY: Duration = Duration::from_secs(2);
+    loop {
+        actix::clock::sleep(EVERY).await;
+        if metrics.broker_up.get() >= 1 {
+            continue;
+        }
+        let p = producer.clone();
+        let answered =
+            tokio::task::spawn_blocking(move || p.client().fetch_metadata(None, EVERY).is_ok())
+                .await;
+        if matches!(answered, Ok(true)) {
+            tracing::info!("a broker answers again; resuming");
+            metrics.broker_up.set(1);
+        }
+    }
 }
 
 #[cfg(test)]

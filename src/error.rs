@@ -95,6 +95,16 @@ pub enum Error {
         /// The bound.
         after: Duration,
     },
+    /// A timer's cron expression does not parse.
+    #[error("timer `{timer}`: `{expr}` is not a cron expression (sec min hour day month weekday [year]): {reason}")]
+    BadSchedule {
+        /// The timer's name.
+        timer: String,
+        /// The expression given.
+        expr: String,
+        /// The parser's message.
+        reason: String,
+    },
     /// The node's thread ended without a result (it panicked).
     #[error("the node thread died: {reason}")]
     NodeDied {

@@ -14,6 +14,7 @@
 //! - `clients`: librdkafka settings of the node's clients; reaching the broker at start-up.
 //! - `handle`: [`NodeHandle`], a node on a thread of its own.
 //! - [`send`]: `faust-node send`, one record produced by hand.
+//! - [`timer`]: periodic tasks (every interval or cron), optionally on the leader only.
 //! - `topics`: creating missing topics, checking partition counts.
 //! - `web`: `/metrics` (Prometheus) and `/healthz`.
 //! - [`embedded`]: the in-process broker used when `broker.bootstrap = "embedded"`.
@@ -34,6 +35,7 @@ pub mod generator;
 mod handle;
 pub mod node;
 pub mod send;
+pub mod timer;
 mod topics;
 mod web;
 
@@ -41,12 +43,13 @@ pub use cli::init_logging;
 pub use config::Config;
 pub use error::Error;
 pub use faust_actors::{
-    register_codec, Agent, AgentError, Clock, Codec, CustomCodec, DeadLetter, ErrorPolicy, Event,
-    EventTime, SendOptions, GlobalTable, GlobalView, Header, ManualClock, Metrics, OnError, Record, Store,
-    SystemClock, Table, TableSpec, TableView, Window, WindowKind, WindowResult, WindowView,
-    WindowedTable, SOURCE_HEADER,
+    register_codec, Agent, AgentError, Batch, BatchAgent, BatchEvent, Clock, Codec, CustomCodec,
+    DeadLetter, ErrorPolicy, Event, EventTime, GlobalTable, GlobalView, Header, ManualClock,
+    Metrics, OnError, Record, SendOptions, Store, SystemClock, Table, TableSpec, TableView, Window,
+    WindowKind, WindowResult, WindowView, WindowedTable, SOURCE_HEADER,
 };
 pub use node::{App, NodeHandle, NodeInfo, NodeReport};
+pub use timer::{Timer, TimerContext};
 
 /// The README's code blocks, compiled as doctests so the documented example keeps working.
 #[cfg(doctest)]

@@ -13,12 +13,12 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use actix::prelude::*;
-use faust_actors::{
-    Agent, AgentRef, ConsumerThread, Coordinator, CoordinatorInit, Membership, Metrics,
-    ErrorPolicy, OnClusterMismatch, PartitionSettings, StandbyPlan, StopAll, Store,
-    TopicCodecs,
-};
 use faust_actors::policy::dead_letter_topic;
+use faust_actors::repartition::{repartition_topic, Stage};
+use faust_actors::{
+    Agent, AgentRef, ConsumerThread, Coordinator, CoordinatorInit, ErrorPolicy, Membership,
+    Metrics, OnClusterMismatch, PartitionSettings, StandbyPlan, StopAll, Store, TopicCodecs,
+};
 use prometheus::IntCounter;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, Producer};
@@ -28,6 +28,7 @@ use crate::clients::{client_config, connect, consumer_config, masked};
 use crate::config::{AgentConfig, Config, ConfigErrors, Issue};
 use crate::embedded::EmbeddedBroker;
 use crate::error::Error;
+use crate::timer::{self, Timer, TimerContext};
 use crate::{generator, topics, web};
 
 pub use crate::handle::NodeHandle;
@@ -37,6 +38,7 @@ pub use crate::handle::NodeHandle;
 #[derive(Debug, Default)]
 pub struct App {
     agents: Vec<AgentRef>,
+    timers: Vec<Timer>,
 }
 
 /// What a started node tells whoever started it.
@@ -73,6 +75,33 @@ impl App {
         self
     }
 
+    /// Registers `agent` to run over its events re-keyed by `key` (Faust's `group_by`): the
+    /// events go through the internal topic `<app-id>-<agent>-repartition`, so the agent and
+    /// its tables see every event of a key on one partition. The repartition topic gets the
+    /// source topic's partition count and codecs unless it is listed under `[topics]`.
+    pub fn group_by<A, F>(mut self, agent: A, key: F) -> Self
+    where
+        A: Agent,
+        A::Key: serde::Serialize,
+        F: Fn(&A::Value) -> A::Key + Send + Sync + 'static,
+    {
+        self.agents
+            .extend(faust_actors::repartition::group_by(agent, key));
+        self
+    }
+
+    /// Registers an agent that handles events in batches (see [`faust_actors::BatchAgent`]).
+    pub fn batch_agent<A: faust_actors::BatchAgent>(mut self, agent: A) -> Self {
+        self.agents.push(AgentRef::batched(agent));
+        self
+    }
+
+    /// Registers a periodic task (see [`Timer`]).
+    pub fn timer(mut self, timer: Timer) -> Self {
+        self.timers.push(timer);
+        self
+    }
+
     /// The registered agents.
     pub fn agents(&self) -> &[AgentRef] {
         &self.agents
@@ -82,6 +111,7 @@ impl App {
     /// policy).
     pub(crate) fn configured(&self, config: &Config) -> Vec<AgentRef> {
         let default = AgentConfig::default();
+        let app = &config.app.id;
         self.agents
             .iter()
             .map(|a| {
@@ -89,15 +119,51 @@ impl App {
                 let policy = ErrorPolicy {
                     on_error: c.on_error,
                     retries: c.retries,
-                    dead_letter_topic: dead_letter_topic(&config.app.id, a.name()),
+                    dead_letter_topic: dead_letter_topic(app, a.name()),
                 };
                 let a = a.clone().with_sinks(c.sinks.clone()).with_policy(policy);
-                match &c.topics {
+                let a = match &c.topics {
                     Some(t) => a.with_topics(t.clone()),
                     None => a,
+                };
+                match a.stage().clone() {
+                    Stage::Plain => a,
+                    Stage::Rekey { agent } => {
+                        let topic = repartition_topic(app, &agent);
+                        let a = a.with_sinks(vec![topic]);
+                        match config.agents.get(&agent).and_then(|c| c.topics.clone()) {
+                            Some(t) => a.with_topics(t),
+                            None => a,
+                        }
+                    }
+                    Stage::Regrouped => {
+                        let topic = repartition_topic(app, a.name());
+                        a.with_topics(vec![topic])
+                    }
                 }
             })
             .collect()
+    }
+
+    /// `config` with the repartition topic of each `group_by` agent under `[topics]`, when not
+    /// listed there: the partition count, replication and codecs of the agent's first source.
+    pub(crate) fn with_internal_topics(&self, config: &Config) -> Config {
+        let mut config = config.clone();
+        for a in self.configured(&config) {
+            let Stage::Rekey { agent } = a.stage() else {
+                continue;
+            };
+            let topic = repartition_topic(&config.app.id, agent);
+            let source = a
+                .topics()
+                .first()
+                .and_then(|t| config.topics.get(t))
+                .cloned();
+            if let (Some(source), false) = (source, config.topics.contains_key(&topic)) {
+                config.topics.insert(topic, source);
+            }
+        }
+        config
     }
 
     /// Checks `config` against the agents: their topics are configured, names are unique, a
@@ -120,6 +186,7 @@ impl App {
 
     /// The problems between `config` and the agents (beyond [`Config::check`]'s).
     pub fn issues(&self, config: &Config) -> Vec<Issue> {
+        let config = &self.with_internal_topics(config);
         let mut issues = Vec::new();
         let mut bad = |key: String, message: String| {
             issues.push(Issue {
@@ -206,6 +273,7 @@ impl App {
         shutdown: impl Future<Output = ()> + 'static,
         on_ready: impl FnOnce(NodeInfo) + 'static,
     ) -> Result<NodeReport, Error> {
+        let config = self.with_internal_topics(&config);
         self.check(&config)?;
         let agents = self.configured(&config);
         let needed = topics::needed(&config.app.id, &config, &agents);
@@ -222,6 +290,7 @@ impl App {
         let system = actix::System::new();
         let result = system.block_on(node_main(
             agents,
+            self.timers,
             needed,
             config,
             bootstrap,
@@ -311,8 +380,10 @@ fn standby_plan(
 }
 
 /// The node itself, on the actix system; `needed` is every topic it must find or create.
+#[allow(clippy::too_many_arguments)]
 async fn node_main(
     agents: Vec<AgentRef>,
+    timers: Vec<Timer>,
     needed: Vec<topics::Needed>,
     config: Config,
     bootstrap: String,
@@ -373,6 +444,7 @@ async fn node_main(
     for (name, t) in &config.topics {
         codecs.insert(name, t.key_codec, t.value_codec);
     }
+    let codecs = Arc::new(codecs);
     let workers: Vec<Arbiter> = (0..config.workers()).map(|_| Arbiter::new()).collect();
     let p = &config.processing;
     let coordinator = Coordinator::new(CoordinatorInit {
@@ -382,7 +454,7 @@ async fn node_main(
         store: store.clone(),
         metrics: metrics.clone(),
         producer: Some(producer.clone()),
-        codecs: Arc::new(codecs),
+        codecs: codecs.clone(),
         settings: PartitionSettings {
             commit_interval: p.commit_interval,
             max_batch: p.max_batch,
@@ -436,7 +508,25 @@ async fn node_main(
         p.shutdown_timeout,
         coordinator.clone(),
     )?;
-    actix::spawn(watch_broker(producer.clone(), metrics.clone()));
+    actix::spawn(crate::clients::watch_broker(
+        producer.clone(),
+        metrics.clone(),
+    ));
+    let leader_topic = topics.first().cloned().unwrap_or_default();
+    let timer_context = TimerContext::new(Some(producer.clone()), codecs, metrics.clone());
+    let timers: Vec<_> = timers
+        .into_iter()
+        .map(|t| {
+            let (m, topic) = (metrics.clone(), leader_topic.clone());
+            // The leader holds partition 0 of the first source topic (see `timer`).
+            let is_leader = move || {
+                let held = m.partition_active.with_label_values(&[topic.as_str(), "0"]);
+                held.get() == 1
+            };
+            let clock: Arc<dyn faust_actors::Clock> = Arc::new(faust_actors::SystemClock);
+            actix::spawn(timer::run(t, timer_context.clone(), clock, is_leader))
+        })
+        .collect();
     let web_handle = web.map(|w| {
         actix::spawn(w.server);
         w.handle
@@ -475,6 +565,9 @@ async fn node_main(
     let bound = p.shutdown_timeout;
     let mut failures = Vec::new();
     let _ = stop_generator.send(true);
+    for t in timers {
+        t.abort();
+    }
     if let Some(g) = generator {
         let _ = tokio::time::timeout(Duration::from_secs(5), g).await;
     }
@@ -516,24 +609,4 @@ async fn node_main(
         "node stopped cleanly"
     );
     Ok(report)
-}
-
-/// While librdkafka reports every broker down (`faust_broker_up` = 0), asks for metadata every
-/// 2 s and sets the gauge back to 1 when a broker answers.
-async fn watch_broker(producer: FutureProducer, metrics: Metrics) {
-    const EVERY: Duration = Duration::from_secs(2);
-    loop {
-        actix::clock::sleep(EVERY).await;
-        if metrics.broker_up.get() >= 1 {
-            continue;
-        }
-        let p = producer.clone();
-        let answered =
-            tokio::task::spawn_blocking(move || p.client().fetch_metadata(None, EVERY).is_ok())
-                .await;
-        if matches!(answered, Ok(true)) {
-            tracing::info!("a broker answers again; resuming");
-            metrics.broker_up.set(1);
-        }
-    }
 }

@@ -73,9 +73,11 @@ pub async fn send(args: &SendArgs, config: Option<&Config>) -> Result<(i32, i64)
     let broker = match (&args.broker, config) {
         (Some(b), _) => b.clone(),
         (None, Some(c)) if c.broker.is_embedded() => {
-            return Err("the config's broker is `embedded`, which lives inside a node process \
+            return Err(
+                "the config's broker is `embedded`, which lives inside a node process \
                         and cannot be reached from here: give --broker host:port"
-                .into())
+                    .into(),
+            )
         }
         (None, Some(c)) => c.broker.bootstrap.clone(),
         (None, None) => return Err("give --broker host:port or --config FILE".into()),
@@ -135,8 +137,14 @@ mod tests {
         );
         let err = encode("value", Codec::Json, "{\"a\": ", false).unwrap_err();
         assert!(err.starts_with("the value is not JSON"), "{err}");
-        assert_eq!(encode("key", Codec::Json, "/home", true).unwrap(), b"\"/home\"");
-        assert_eq!(encode("key", Codec::String, "/home", true).unwrap(), b"/home");
+        assert_eq!(
+            encode("key", Codec::Json, "/home", true).unwrap(),
+            b"\"/home\""
+        );
+        assert_eq!(
+            encode("key", Codec::String, "/home", true).unwrap(),
+            b"/home"
+        );
         let packed = encode("value", Codec::Msgpack, "[1,2]", false).unwrap();
         assert_eq!(packed, [0x92, 1, 2]);
     }

@@ -58,7 +58,10 @@ pub(crate) fn needed(app_id: &str, config: &Config, agents: &[AgentRef]) -> Vec<
     }
     for agent in agents {
         let sources = agent.topics();
-        let most = sources.iter().filter_map(|t| config.topics.get(t)).max_by_key(|t| t.partitions);
+        let most = sources
+            .iter()
+            .filter_map(|t| config.topics.get(t))
+            .max_by_key(|t| t.partitions);
         let dlq = &agent.policy().dead_letter_topic;
         if let Some(t) = most.filter(|_| agent.policy().on_error == OnError::DeadLetter) {
             if !config.topics.contains_key(dlq) {

@@ -60,9 +60,21 @@ impl Agent for Picky {
 const BAD: &[(&str, &[u8], &str)] = &[
     ("/bad/1", b"{\"url\": \"/page/1\", \"user\": ", "value"),
     ("/bad/2", b"not json at all", "value"),
-    ("/bad/3", b"{\"url\": 3, \"user\": \"u\", \"ts\": 1}", "value"),
-    ("/error", b"{\"url\": \"/error\", \"user\": \"u\", \"ts\": 2}", "agent_error"),
-    ("/panic", b"{\"url\": \"/panic\", \"user\": \"u\", \"ts\": 3}", "panic"),
+    (
+        "/bad/3",
+        b"{\"url\": 3, \"user\": \"u\", \"ts\": 1}",
+        "value",
+    ),
+    (
+        "/error",
+        b"{\"url\": \"/error\", \"user\": \"u\", \"ts\": 2}",
+        "agent_error",
+    ),
+    (
+        "/panic",
+        b"{\"url\": \"/panic\", \"user\": \"u\", \"ts\": 3}",
+        "panic",
+    ),
 ];
 
 /// 400 good page views, the bad records, 400 more good ones.
@@ -256,9 +268,11 @@ fn stop_halts_the_partition_at_the_bad_record_and_a_restart_resumes_there() {
     let expected: HashMap<i32, i64> = (0..common::PARTITIONS)
         .map(|p| (p, first_bad.get(&p).copied().unwrap_or(ends[&p])))
         .collect();
-    wait_for("each partition committed up to its first bad record", WAIT, || {
-        kafka.committed(&group) == expected
-    });
+    wait_for(
+        "each partition committed up to its first bad record",
+        WAIT,
+        || kafka.committed(&group) == expected,
+    );
     let halted: i64 = first_bad
         .keys()
         .map(|p| {
@@ -270,7 +284,11 @@ fn stop_halts_the_partition_at_the_bad_record_and_a_restart_resumes_there() {
         .sum();
     let health = http_get(info.web_addr.unwrap(), "/healthz").unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(kafka.committed(&group), expected, "nothing committed past a halt");
+    assert_eq!(
+        kafka.committed(&group),
+        expected,
+        "nothing committed past a halt"
+    );
     node.stop().unwrap();
 
     assert_eq!(halted, first_bad.len() as i64);

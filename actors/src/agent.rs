@@ -21,6 +21,7 @@ use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::policy::ErrorPolicy;
 use crate::record::{Header, Record};
+use crate::repartition::Stage;
 use crate::shard::TableSet;
 use crate::table::{GlobalTable, GlobalView, Table, TableKey, TableSpec, TableValue, TableView};
 use crate::window::WindowedTable;
@@ -192,6 +193,22 @@ impl Outbox {
         Ok(())
     }
 
+    /// Encodes `key`/`value` with `topic`'s codecs and sends them.
+    pub(crate) async fn send_encoded<SK: Serialize + ?Sized, SV: Serialize + ?Sized>(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&SK>,
+        value: &SV,
+        headers: &[Header],
+    ) -> Result<()> {
+        let (kc, vc) = self.codecs.get(topic);
+        let key = key.map(|k| kc.encode("key", k)).transpose()?;
+        let value = vc.encode("value", value)?;
+        self.send_raw(topic, partition, key.as_deref(), Some(&value), headers)
+            .await
+    }
+
     /// The producer, for the changelog writes of the commit cycle.
     pub(crate) fn producer(&self) -> Option<FutureProducer> {
         self.producer.clone()
@@ -327,12 +344,7 @@ impl<K, V> Event<'_, K, V> {
         key: Option<&SK>,
         value: &SV,
     ) -> Result<()> {
-        let (kc, vc) = self.outbox.codecs().get(topic);
-        let key = key.map(|k| kc.encode("key", k)).transpose()?;
-        let value = vc.encode("value", value)?;
-        self.outbox
-            .send_raw(topic, None, key.as_deref(), Some(&value), &[])
-            .await
+        self.outbox.send_encoded(topic, None, key, value, &[]).await
     }
 
     /// Sends `key`/`value` to every sink of this agent (`[agents.<name>] sinks` in the config),
@@ -356,11 +368,8 @@ impl<K, V> Event<'_, K, V> {
             value: Some(format!("{}/{}/{}", r.topic, r.partition, r.offset).into_bytes()),
         }];
         for sink in self.sinks {
-            let (kc, vc) = self.outbox.codecs().get(sink);
-            let key = key.map(|k| kc.encode("key", k)).transpose()?;
-            let value = vc.encode("value", value)?;
             self.outbox
-                .send_raw(sink, None, key.as_deref(), Some(&value), &source)
+                .send_encoded(sink, None, key, value, &source)
                 .await?;
         }
         Ok(())
@@ -378,17 +387,8 @@ impl<K, V> Event<'_, K, V> {
         value: &SV,
         options: &SendOptions,
     ) -> Result<()> {
-        let (kc, vc) = self.outbox.codecs().get(topic);
-        let key = key.map(|k| kc.encode("key", k)).transpose()?;
-        let value = vc.encode("value", value)?;
         self.outbox
-            .send_raw(
-                topic,
-                options.partition,
-                key.as_deref(),
-                Some(&value),
-                &options.headers,
-            )
+            .send_encoded(topic, options.partition, key, value, &options.headers)
             .await
     }
 
@@ -457,6 +457,45 @@ impl SendOptions {
     }
 }
 
+/// Decodes `record`'s key, if it has one, with its topic's key codec.
+pub(crate) fn decode_key<K: DeserializeOwned>(
+    codecs: &TopicCodecs,
+    record: &Record,
+) -> Result<Option<K>, Failure> {
+    let Some(bytes) = record.key.as_deref() else {
+        return Ok(None);
+    };
+    let (kc, _) = codecs.get(&record.topic);
+    kc.decode("key", bytes)
+        .map(Some)
+        .map_err(|error| Failure::Invalid {
+            reason: "key",
+            error,
+        })
+}
+
+/// Decodes `record`'s value with its topic's value codec; a null value is a failure too.
+pub(crate) fn decode_value<V: DeserializeOwned>(
+    codecs: &TopicCodecs,
+    record: &Record,
+) -> Result<V, Failure> {
+    let Some(raw) = record.value.as_deref() else {
+        return Err(Failure::Invalid {
+            reason: "null_value",
+            error: Error::MissingValue {
+                topic: record.topic.to_string(),
+                partition: record.partition,
+                offset: record.offset,
+            },
+        });
+    };
+    let (_, vc) = codecs.get(&record.topic);
+    vc.decode("value", raw).map_err(|error| Failure::Invalid {
+        reason: "value",
+        error,
+    })
+}
+
 /// Why an event did not finish.
 pub(crate) enum Failure {
     /// The record cannot become an event (bad bytes, null value): it goes straight to the
@@ -477,6 +516,28 @@ pub(crate) trait ErasedAgent: Send + Sync + 'static {
         outbox: &'a mut Outbox,
         sinks: &'a [String],
     ) -> LocalBoxFuture<'a, Result<(), Failure>>;
+    /// Batch size and wait of a batching agent; `None` for one event at a time.
+    fn take(&self) -> Option<(usize, Duration)> {
+        None
+    }
+    /// Handles `records` as one batch (batching agents only); the error says at which index of
+    /// `records` it failed (0 for the whole batch).
+    fn handle_chunk<'a>(
+        &'a self,
+        records: &'a [Record],
+        tables: &'a mut TableSet,
+        outbox: &'a mut Outbox,
+        sinks: &'a [String],
+    ) -> LocalBoxFuture<'a, Result<(), (usize, Failure)>> {
+        Box::pin(async move {
+            for (i, record) in records.iter().enumerate() {
+                self.handle(record, tables, outbox, sinks)
+                    .await
+                    .map_err(|f| (i, f))?;
+            }
+            Ok(())
+        })
+    }
     fn on_assign(&self, topic: &str, partition: i32);
     fn on_revoke(&self, topic: &str, partition: i32);
 }
@@ -500,33 +561,8 @@ impl<A: Agent> ErasedAgent for Typed<A> {
         sinks: &'a [String],
     ) -> LocalBoxFuture<'a, Result<(), Failure>> {
         Box::pin(async move {
-            let (kc, vc) = outbox.codecs().get(&record.topic);
-            let key =
-                match record.key.as_deref() {
-                    Some(bytes) => Some(kc.decode::<A::Key>("key", bytes).map_err(|error| {
-                        Failure::Invalid {
-                            reason: "key",
-                            error,
-                        }
-                    })?),
-                    None => None,
-                };
-            let Some(raw) = record.value.as_deref() else {
-                return Err(Failure::Invalid {
-                    reason: "null_value",
-                    error: Error::MissingValue {
-                        topic: record.topic.to_string(),
-                        partition: record.partition,
-                        offset: record.offset,
-                    },
-                });
-            };
-            let value = vc
-                .decode::<A::Value>("value", raw)
-                .map_err(|error| Failure::Invalid {
-                    reason: "value",
-                    error,
-                })?;
+            let key = decode_key::<A::Key>(outbox.codecs(), record)?;
+            let value = decode_value::<A::Value>(outbox.codecs(), record)?;
             let mut event = Event {
                 record,
                 key,
@@ -556,19 +592,39 @@ pub struct AgentRef {
     topics: Arc<[String]>,
     pub(crate) sinks: Arc<[String]>,
     pub(crate) policy: Arc<ErrorPolicy>,
+    stage: Stage,
 }
 
 impl AgentRef {
     /// Wraps an agent for the runtime: its own topics, no sinks.
     pub fn new<A: Agent>(agent: A) -> Self {
-        let topics = agent.topics().into();
+        let topics = agent.topics();
+        Self::from_erased(Arc::new(Typed(agent)), topics, Stage::Plain)
+    }
+
+    pub(crate) fn from_erased(
+        agent: Arc<dyn ErasedAgent>,
+        topics: Vec<String>,
+        stage: Stage,
+    ) -> Self {
         let policy = ErrorPolicy::default_for("app", agent.name()).into();
         AgentRef {
-            agent: Arc::new(Typed(agent)),
-            topics,
+            agent,
+            topics: topics.into(),
             sinks: Arc::from([]),
             policy,
+            stage,
         }
+    }
+
+    pub(crate) fn with_stage(mut self, stage: Stage) -> Self {
+        self.stage = stage;
+        self
+    }
+
+    /// Its role in a `group_by` pair, if any.
+    pub fn stage(&self) -> &Stage {
+        &self.stage
     }
 
     /// Handles events that cannot be processed with `policy` (default: dead-letter to

@@ -38,15 +38,13 @@ pub(crate) struct Process {
 
 /// Why the agent stopped before the end of the batch.
 pub(crate) enum Stopped {
-    /// The agent panicked on `records[next]`; the actor restarts.
-    Panicked(String),
-    /// The agent returned an error for `records[next]`.
-    Failed(String),
+    /// The agent panicked on `records[next..next + count]` (one event, or one batch); the
+    /// actor restarts.
+    Panicked(String, usize),
+    /// The agent returned an error for `records[next..next + count]`.
+    Failed(String, usize),
     /// `records[next]` does not decode (`reason`: key, value, null_value).
-    Invalid {
-        reason: &'static str,
-        error: Error,
-    },
+    Invalid { reason: &'static str, error: Error },
 }
 
 /// The batch's outcome; `work` always comes back.
@@ -101,7 +99,7 @@ impl Handler<Process> for AgentActor {
         let agent = self.agent.clone();
         AtomicResponse::new(Box::pin(run_batch(agent, msg).into_actor(self).map(
             |out, _act, ctx| {
-                if matches!(out.stopped, Some(Stopped::Panicked(_))) {
+                if matches!(out.stopped, Some(Stopped::Panicked(..))) {
                     ctx.stop();
                 }
                 out
@@ -116,32 +114,50 @@ async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
         start,
         mut work,
     } = msg;
-    for (i, record) in records.iter().enumerate().skip(start) {
+    let size = agent.agent.take().map_or(1, |(n, _)| n);
+    let mut i = start;
+    while i < records.len() {
+        let chunk = &records[i..(i + size).min(records.len())];
         let call = async {
             let Work { tables, outbox } = &mut work;
-            agent
-                .agent
-                .handle(record, tables, outbox, &agent.sinks)
-                .await?;
+            match size {
+                1 => agent
+                    .agent
+                    .handle(&chunk[0], tables, outbox, &agent.sinks)
+                    .await
+                    .map_err(|f| (0, f))?,
+                _ => {
+                    agent
+                        .agent
+                        .handle_chunk(chunk, tables, outbox, &agent.sinks)
+                        .await?
+                }
+            }
             // Windows this event's time closed are part of the event (and roll back with it).
             tables
                 .close_windows(outbox)
                 .await
-                .map_err(|e| Failure::Agent(e.into()))
+                .map_err(|e| (0, Failure::Agent(e.into())))
         };
-        let stopped = match AssertUnwindSafe(call).catch_unwind().await {
+        let (at, stopped) = match AssertUnwindSafe(call).catch_unwind().await {
             Ok(Ok(())) => {
                 work.tables.end_event();
+                i += chunk.len();
                 continue;
             }
-            Ok(Err(Failure::Invalid { reason, error })) => Stopped::Invalid { reason, error },
-            Ok(Err(Failure::Agent(e))) => Stopped::Failed(e.to_string()),
-            Err(panic) => Stopped::Panicked(panic_message(panic.as_ref())),
+            Ok(Err((at, Failure::Invalid { reason, error }))) => {
+                (at, Stopped::Invalid { reason, error })
+            }
+            Ok(Err((at, Failure::Agent(e)))) => (at, Stopped::Failed(e.to_string(), chunk.len())),
+            Err(panic) => (
+                0,
+                Stopped::Panicked(panic_message(panic.as_ref()), chunk.len()),
+            ),
         };
         work.tables.rollback_event();
         return Processed {
             work,
-            next: i,
+            next: i + at,
             stopped: Some(stopped),
         };
     }

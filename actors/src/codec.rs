@@ -304,7 +304,13 @@ mod tests {
         assert_eq!(Codec::Raw.decode::<String>("key", b"/x").unwrap(), "/x");
         let err = Codec::Raw.decode::<String>("key", &[0xff]).unwrap_err();
         assert!(err.to_string().contains("not UTF-8"), "{err}");
-        let err = Codec::Raw.encode("value", &View { url: "x".into(), ts: 1 });
+        let err = Codec::Raw.encode(
+            "value",
+            &View {
+                url: "x".into(),
+                ts: 1,
+            },
+        );
         assert!(err.unwrap_err().to_string().contains("bytes or text"));
     }
 
@@ -343,7 +349,10 @@ mod tests {
         let parsed: Codec = serde_json::from_str("\"framed\"").unwrap();
         assert_eq!(parsed, codec);
         let unknown = serde_json::from_str::<Codec>("\"avro\"").unwrap_err();
-        assert!(unknown.to_string().contains("unknown codec `avro`"), "{unknown}");
+        assert!(
+            unknown.to_string().contains("unknown codec `avro`"),
+            "{unknown}"
+        );
         assert!(register_codec("json", Framed).is_err());
     }
 

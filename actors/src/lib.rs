@@ -13,6 +13,7 @@
 //! - `agent_actor`: runs the user's agent over a batch, catching panics so that the supervisor
 //!   restarts it and no event is lost.
 //! - [`agent`]: the [`Agent`] trait users implement and the [`Event`] they handle.
+//! - [`batch`]: [`BatchAgent`], events handled in batches of up to n or within a time.
 //! - [`table`] and `shard`: typed tables, sharded by partition, with a write cache and per-event
 //!   undo, stored in sled.
 //! - [`window`] and `windowed`: windowed tables (tumbling, hopping, sliding), their stream
@@ -25,12 +26,14 @@
 //! - [`codec`]: JSON, MessagePack, string and raw codecs for keys and values, and codecs an
 //!   app registers.
 //! - [`policy`]: what happens to events that cannot be processed (skip, dead-letter, stop).
+//! - [`repartition`]: `group_by`, re-keying a stream through an internal topic.
 //! - [`record`]: the owned record that crosses actors.
 //! - [`metrics`] and [`throughput`]: Prometheus metrics and the rate meter.
 //! - [`error`]: this crate's one error type.
 
 pub mod agent;
 mod agent_actor;
+pub mod batch;
 pub mod changelog;
 pub mod codec;
 mod commit;
@@ -44,6 +47,7 @@ mod partition;
 pub mod policy;
 mod reader;
 pub mod record;
+pub mod repartition;
 mod shard;
 mod standby;
 pub mod store;
@@ -55,14 +59,15 @@ mod windowed;
 pub use agent::{
     Agent, AgentError, AgentRef, Event, Outbox, SendOptions, TopicCodecs, SOURCE_HEADER,
 };
+pub use batch::{Batch, BatchAgent, BatchEvent};
 pub use codec::{register_codec, Codec, CustomCodec};
-pub use policy::{DeadLetter, ErrorPolicy, OnError};
 pub use consumer::ConsumerThread;
 pub use coordinator::{Coordinator, CoordinatorInit, StandbyPlan, StopAll};
 pub use error::{Error, Result};
 pub use members::Membership;
 pub use metrics::Metrics;
 pub use partition::PartitionSettings;
+pub use policy::{DeadLetter, ErrorPolicy, OnError};
 pub use record::{Header, Record};
 pub use shard::TableSet;
 pub use store::{OnClusterMismatch, Store};

@@ -3,8 +3,8 @@
 //! bounded by agents, topics, partitions and tables.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::error::{Error, Result};
@@ -25,6 +25,8 @@ pub struct Metrics {
     pub assigned_partitions: IntGaugeVec,
     /// 1 for each source partition this node holds as active.
     pub partition_active: IntGaugeVec,
+    /// Runs of each timer by result (`ok`, `error`, `panic`, `not_leader`).
+    pub timer_runs_total: IntCounterVec,
     /// 1 for each held partition halted by the `stop` error policy.
     pub partition_halted: IntGaugeVec,
     /// 1 while the node's clients reach at least one broker, 0 after librdkafka reported all
@@ -162,6 +164,12 @@ impl Metrics {
                 "faust_partition_active",
                 "1 for each source partition held as active",
                 &["topic", "partition"]
+            ),
+            timer_runs_total: vec_metric!(
+                IntCounterVec,
+                "faust_timer_runs_total",
+                "Runs of each timer by result (ok, error, panic, not_leader)",
+                &["timer", "result"]
             ),
             partition_halted: vec_metric!(
                 IntGaugeVec,

@@ -33,7 +33,7 @@ use crate::commit::{write_changelogs, Step};
 use crate::consumer::{NodeConsumer, NodeContext};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::policy::{DeadLetter, OnError};
+use crate::policy::{apply, Applied, Failed};
 use crate::reader::PartitionReader;
 use crate::record::Record;
 
@@ -86,26 +86,6 @@ enum BatchOutcome {
     /// The error policy is `stop`: halt at the failed record (its offset, when the partition's
     /// state holds exactly the events before it; `None`: drop uncommitted work instead).
     Halted(Work, Option<i64>, String),
-}
-
-/// Sends `record`, unchanged, to `topic` as a dead letter (into the same partition number, so
-/// dead letters keep their source order); its delivery is awaited by the next commit.
-async fn dead_letter(
-    work: &mut Work,
-    topic: &str,
-    record: &Record,
-    letter: &DeadLetter,
-) -> Result<(), Error> {
-    let headers = letter.headers(record);
-    work.outbox
-        .send_raw(
-            topic,
-            Some(record.partition),
-            record.key.as_deref(),
-            record.value.as_deref(),
-            &headers,
-        )
-        .await
 }
 
 /// Owns one partition: its reader, its table shards, its offsets.
@@ -234,11 +214,20 @@ impl PartitionActor {
             self.rewind(ctx);
         }
         let reader = self.reader.clone();
-        let max = self.settings.max_batch;
+        // Batching agents: wait (at most `within`) for `n` records before handing them over.
+        let take = self
+            .agents
+            .iter()
+            .filter_map(|a| a.agent.take())
+            .reduce(|a, b| (a.0.max(b.0), a.1.min(b.1)));
+        let max = self.settings.max_batch.max(take.map_or(0, |t| t.0));
         self.reading = Some(ctx.add_stream(futures::stream::unfold(
             reader,
             move |r: Arc<PartitionReader<NodeContext>>| async move {
-                let batch = r.next_batch(max).await;
+                let mut batch = r.next_batch(max).await;
+                if let Some((n, within)) = take {
+                    crate::batch::fill(&mut batch, n, within, |k| r.next_batch(k)).await;
+                }
                 Some((batch, r))
             },
         )));
@@ -367,6 +356,7 @@ impl PartitionActor {
             for slot in slots {
                 let mut start = 0;
                 let mut attempt = 0u32;
+                let mut failed_at: Option<usize> = None;
                 loop {
                     let pending = (records.len() - start) as i64;
                     slot.depth.add(pending);
@@ -391,25 +381,28 @@ impl PartitionActor {
                     slot.events.inc_by((next - start) as u64);
                     let Some(stopped) = stopped else { break };
                     let name = slot.agent.name();
-                    let record = &records[next];
-                    let offset = record.offset;
-                    let (reason, error, retriable) = match stopped {
-                        Stopped::Invalid { reason, error } => (reason, error.to_string(), false),
-                        Stopped::Panicked(msg) => ("panic", msg, true),
-                        Stopped::Failed(msg) => {
+                    let offset = records[next].offset;
+                    let (reason, error, retriable, count) = match stopped {
+                        Stopped::Invalid { reason, error } => (reason, error.to_string(), false, 1),
+                        Stopped::Panicked(msg, count) => ("panic", msg, true, count),
+                        Stopped::Failed(msg, count) => {
                             metrics.agent_errors_total.with_label_values(&[name]).inc();
-                            ("agent_error", msg, true)
+                            ("agent_error", msg, true, count)
                         }
                     };
                     let policy = &slot.agent.policy;
+                    if failed_at != Some(next) {
+                        // A new failure: earlier events in this batch got past theirs.
+                        (failed_at, attempt) = (Some(next), 0);
+                    }
                     if retriable && attempt < policy.retries {
                         attempt += 1;
                         let backoff = settings
                             .retry_backoff
                             .saturating_mul(1 << attempt.min(16))
                             .min(settings.retry_backoff_max);
-                        tracing::error!(agent = name, %topic, partition, offset, reason, %error,
-                            attempt, retries = policy.retries, ?backoff,
+                        tracing::error!(agent = name, %topic, partition, offset, count, reason,
+                            %error, attempt, retries = policy.retries, ?backoff,
                             "event failed; retrying it (a panicked agent actor is restarted)");
                         if revoked.load(Ordering::SeqCst) {
                             return BatchOutcome::Interrupted(work);
@@ -418,39 +411,25 @@ impl PartitionActor {
                         actix::clock::sleep(backoff).await;
                         continue;
                     }
-                    metrics
-                        .invalid_records_total
-                        .with_label_values(&[name, reason])
-                        .inc();
-                    match policy.on_error {
-                        OnError::Skip => tracing::error!(agent = name, %topic, partition,
-                            offset, reason, %error, "event skipped (on_error = skip)"),
-                        OnError::DeadLetter => {
-                            let letter = DeadLetter::of(record, name, reason, &error);
-                            let dlq = &policy.dead_letter_topic;
-                            if let Err(e) = dead_letter(&mut work, dlq, record, &letter).await {
-                                tracing::error!(agent = name, %topic, partition, offset,
-                                    error = %e, "cannot dead-letter the event; retrying it");
-                                if revoked.load(Ordering::SeqCst) {
-                                    return BatchOutcome::Interrupted(work);
-                                }
-                                start = next;
-                                actix::clock::sleep(settings.retry_backoff_max).await;
-                                continue;
-                            }
-                            tracing::error!(agent = name, %topic, partition, offset, reason,
-                                %error, dead_letter_topic = %dlq, "event dead-lettered");
+                    let failed = &records[next..next + count];
+                    let failure = Failed {
+                        agent: name,
+                        reason,
+                        error: &error,
+                    };
+                    match apply(&mut work, policy, failed, &failure, &metrics).await {
+                        Ok(()) => {}
+                        Err(Applied::Retry) if !revoked.load(Ordering::SeqCst) => {
+                            start = next;
+                            actix::clock::sleep(settings.retry_backoff_max).await;
+                            continue;
                         }
-                        OnError::Stop => {
-                            let message = format!(
-                                "agent `{name}` cannot process {topic}[{partition}]@{offset} \
-                                 ({reason}): {error}"
-                            );
-                            return BatchOutcome::Halted(work, only.then_some(offset), message);
+                        Err(Applied::Retry) => return BatchOutcome::Interrupted(work),
+                        Err(Applied::Halt(message)) => {
+                            return BatchOutcome::Halted(work, only.then_some(offset), message)
                         }
                     }
-                    attempt = 0;
-                    start = next + 1;
+                    start = next + count;
                 }
             }
             BatchOutcome::Done(work, last + 1)

@@ -18,7 +18,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::agent_actor::Work;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::record::{Header, Record};
 
 /// What to do with an event that failed for good.
@@ -182,6 +184,74 @@ pub fn parse_source(value: &[u8]) -> Result<(String, i32, i64)> {
     Ok((topic.to_owned(), partition, offset))
 }
 
+/// What failed, for [`apply`].
+pub(crate) struct Failed<'a> {
+    pub(crate) agent: &'a str,
+    pub(crate) reason: &'static str,
+    pub(crate) error: &'a str,
+}
+
+/// Why [`apply`] did not let processing go on.
+pub(crate) enum Applied {
+    /// A dead letter could not be sent: try the records again later.
+    Retry,
+    /// The policy is `stop`: halt, with this message.
+    Halt(String),
+}
+
+/// Applies `policy` to `records` (one failed event, or every record of a failed batch):
+/// counts them in `faust_invalid_records_total`, then skips, dead-letters or halts.
+pub(crate) async fn apply(
+    work: &mut Work,
+    policy: &ErrorPolicy,
+    records: &[Record],
+    failed: &Failed<'_>,
+    metrics: &Metrics,
+) -> std::result::Result<(), Applied> {
+    let Failed {
+        agent,
+        reason,
+        error,
+    } = *failed;
+    for record in records {
+        let (topic, partition, offset) = (&record.topic, record.partition, record.offset);
+        metrics
+            .invalid_records_total
+            .with_label_values(&[agent, reason])
+            .inc();
+        if policy.on_error == OnError::Stop {
+            return Err(Applied::Halt(format!(
+                "agent `{agent}` cannot process {topic}[{partition}]@{offset} ({reason}): {error}"
+            )));
+        }
+        if policy.on_error == OnError::Skip {
+            tracing::error!(agent, %topic, partition, offset, reason, error,
+                "event skipped (on_error = skip)");
+            continue;
+        }
+        let letter = DeadLetter::of(record, agent, reason, error);
+        let dlq = &policy.dead_letter_topic;
+        let sent = work
+            .outbox
+            .send_raw(
+                dlq,
+                Some(record.partition),
+                record.key.as_deref(),
+                record.value.as_deref(),
+                &letter.headers(record),
+            )
+            .await;
+        if let Err(e) = sent {
+            tracing::error!(agent, %topic, partition, offset, error = %e,
+                "cannot dead-letter the event; retrying it");
+            return Err(Applied::Retry);
+        }
+        tracing::error!(agent, %topic, partition, offset, reason, error,
+            dead_letter_topic = %dlq, "event dead-lettered");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -215,7 +285,13 @@ mod tests {
     #[test]
     fn source_headers_parse_with_slashes_in_the_topic() {
         assert_eq!(parse_source(b"a/b/7/9").unwrap(), ("a/b".into(), 7, 9));
-        for bad in [&b"7/9"[..], b"/1/2", b"t/x/2", b"t/1/", &[0xff, b'/', b'1', b'/', b'2']] {
+        for bad in [
+            &b"7/9"[..],
+            b"/1/2",
+            b"t/x/2",
+            b"t/1/",
+            &[0xff, b'/', b'1', b'/', b'2'],
+        ] {
             assert!(parse_source(bad).is_err(), "{bad:?}");
         }
     }
