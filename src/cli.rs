@@ -10,7 +10,6 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{Config, ConfigErrors, LogConfig, LogFormat};
 use crate::node::App;
 use crate::send::{send, SendArgs};
-use faust_actors::Codec;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,39 +39,12 @@ enum Command {
     /// Send one record to a topic, encoded with the topic's codecs (or --codec), and print
     /// where it landed.
     Send {
-        /// The topic.
-        topic: String,
-        /// The record's key, as text.
-        #[arg(short, long)]
-        key: Option<String>,
-        /// The record's value, as text (JSON under JSON-based codecs).
-        #[arg(short, long)]
-        value: String,
-        /// Value codec: json, msgpack, string, raw, or a registered one.
-        #[arg(long, value_parser = parse_codec)]
-        codec: Option<Codec>,
-        /// Key codec.
-        #[arg(long, value_parser = parse_codec)]
-        key_codec: Option<Codec>,
-        /// Send to this partition instead of the key's.
-        #[arg(short, long)]
-        partition: Option<i32>,
-        /// A header, `name=value`; repeat for more.
-        #[arg(long = "header")]
-        headers: Vec<String>,
-        /// Kafka bootstrap list; default: the config's broker.
-        #[arg(short, long)]
-        broker: Option<String>,
+        #[command(flatten)]
+        args: SendArgs,
         /// TOML config file, for the broker and the topic's codecs.
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
-}
-
-fn parse_codec(name: &str) -> Result<Codec, String> {
-    Codec::named(name).ok_or_else(|| {
-        format!("unknown codec `{name}`: expected json, msgpack, string, raw or a registered one")
-    })
 }
 
 /// Exit code for a configuration that does not validate.
@@ -133,33 +105,13 @@ where
         Err(e) => e.exit(),
     };
     match cli.command {
-        Command::Send {
-            topic,
-            key,
-            value,
-            codec,
-            key_codec,
-            partition,
-            headers,
-            broker,
-            config,
-        } => {
+        Command::Send { args, config } => {
             let config = match config.map(|c| load(&app, &c)).transpose() {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
                     return ExitCode::from(BAD_CONFIG);
                 }
-            };
-            let args = SendArgs {
-                topic,
-                key,
-                value,
-                codec,
-                key_codec,
-                partition,
-                headers,
-                broker,
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

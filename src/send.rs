@@ -14,25 +14,39 @@ use rdkafka::ClientConfig;
 
 use crate::config::Config;
 
-/// What to send, and where.
-#[derive(Debug, Clone)]
+/// What to send, and where: the arguments of `faust-node send`.
+#[derive(Debug, Clone, clap::Args)]
 pub struct SendArgs {
     /// The topic.
     pub topic: String,
-    /// The key as text, if any.
+    /// The record's key, as text.
+    #[arg(short, long)]
     pub key: Option<String>,
-    /// The value as text.
+    /// The record's value, as text (JSON under JSON-based codecs).
+    #[arg(short, long)]
     pub value: String,
-    /// Codec of the value; default: the topic's `value_codec` in the config, else JSON.
+    /// Value codec (json, msgpack, string, raw or a registered one); default: the topic's
+    /// `value_codec` in the config, else json.
+    #[arg(long, value_parser = parse_codec)]
     pub codec: Option<Codec>,
-    /// Codec of the key; default: the topic's `key_codec` in the config, else string.
+    /// Key codec; default: the topic's `key_codec` in the config, else string.
+    #[arg(long, value_parser = parse_codec)]
     pub key_codec: Option<Codec>,
-    /// A fixed partition instead of the key's.
+    /// Send to this partition instead of the key's.
+    #[arg(short, long)]
     pub partition: Option<i32>,
-    /// Headers as `name=value`.
+    /// A header, `name=value`; repeat for more.
+    #[arg(long = "header")]
     pub headers: Vec<String>,
-    /// The broker; default: `broker.bootstrap` of the config.
+    /// Kafka bootstrap list; default: the config's broker.
+    #[arg(short, long)]
     pub broker: Option<String>,
+}
+
+fn parse_codec(name: &str) -> Result<Codec, String> {
+    Codec::named(name).ok_or_else(|| {
+        format!("unknown codec `{name}`: expected json, msgpack, string, raw or a registered one")
+    })
 }
 
 /// Encodes `text` with `codec`; `json_fallback` takes text that is not JSON as a JSON string.
