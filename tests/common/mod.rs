@@ -350,9 +350,18 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str) -> HashMap<i32, i64>
     for p in 0..PARTITIONS {
         tpl.add_partition(topic, p);
     }
-    let got = consumer
-        .committed_offsets(tpl, TIMEOUT)
-        .expect("committed offsets");
+    // A group the broker has just met may not have a coordinator yet: ask again (bounded).
+    let start = Instant::now();
+    let got = loop {
+        match consumer.committed_offsets(tpl.clone(), TIMEOUT) {
+            Ok(got) => break got,
+            Err(e) if start.elapsed() < TIMEOUT && is_coordinator_moving(&e) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => panic!("committed offsets of group {group}: {e}"),
+        }
+    };
+    drop(tpl);
     // Plain data before the consumer is dropped (a live list blocks its destruction).
     let map = got
         .elements()
@@ -364,6 +373,15 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str) -> HashMap<i32, i64>
         .collect();
     drop(got);
     map
+}
+
+/// Whether `e` says the group's coordinator is not ready yet (a transient state of a new group).
+fn is_coordinator_moving(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::NotCoordinator | C::CoordinatorLoadInProgress | C::CoordinatorNotAvailable)
+    )
 }
 
 /// A config for `faust-node` processes: the demo agent on the test's topics, emitting to the
