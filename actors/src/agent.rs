@@ -161,7 +161,7 @@ impl Outbox {
     pub(crate) async fn send_raw(
         &mut self,
         topic: &str,
-        partition: Option<i32>,
+        to: Target,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         headers: &[Header],
@@ -185,8 +185,11 @@ impl Outbox {
         if let Some(v) = value {
             record = record.payload(v);
         }
-        if let Some(p) = partition {
+        if let Some(p) = to.partition {
             record = record.partition(p);
+        }
+        if let Some(ts) = to.timestamp {
+            record = record.timestamp(ts);
         }
         let delivery = enqueue(producer, record).await?;
         self.pending.push(delivery);
@@ -197,7 +200,7 @@ impl Outbox {
     pub(crate) async fn send_encoded<SK: Serialize + ?Sized, SV: Serialize + ?Sized>(
         &mut self,
         topic: &str,
-        partition: Option<i32>,
+        to: Target,
         key: Option<&SK>,
         value: &SV,
         headers: &[Header],
@@ -205,7 +208,7 @@ impl Outbox {
         let (kc, vc) = self.codecs.get(topic);
         let key = key.map(|k| kc.encode("key", k)).transpose()?;
         let value = vc.encode("value", value)?;
-        self.send_raw(topic, partition, key.as_deref(), Some(&value), headers)
+        self.send_raw(topic, to, key.as_deref(), Some(&value), headers)
             .await
     }
 
@@ -344,12 +347,15 @@ impl<K, V> Event<'_, K, V> {
         key: Option<&SK>,
         value: &SV,
     ) -> Result<()> {
-        self.outbox.send_encoded(topic, None, key, value, &[]).await
+        self.outbox
+            .send_encoded(topic, Target::default(), key, value, &[])
+            .await
     }
 
     /// Sends `key`/`value` to every sink of this agent (`[agents.<name>] sinks` in the config),
     /// like a Faust agent's `yield` to its `sink=[...]`; a no-op for an agent without sinks.
-    /// Each record carries a [`SOURCE_HEADER`] naming this event. Acknowledged before commit,
+    /// Each record carries a [`SOURCE_HEADER`] naming this event and this event's timestamp (as
+    /// Kafka Streams' `to()` does), so event time flows through. Acknowledged before commit,
     /// like [`Event::send`].
     ///
     /// # Errors
@@ -363,13 +369,17 @@ impl<K, V> Event<'_, K, V> {
             return Ok(());
         }
         let r = self.record;
+        let to = Target {
+            partition: None,
+            timestamp: r.timestamp,
+        };
         let source = [Header {
             key: SOURCE_HEADER.into(),
             value: Some(format!("{}/{}/{}", r.topic, r.partition, r.offset).into_bytes()),
         }];
         for sink in self.sinks {
             self.outbox
-                .send_encoded(sink, None, key, value, &source)
+                .send_encoded(sink, to, key, value, &source)
                 .await?;
         }
         Ok(())
@@ -388,11 +398,11 @@ impl<K, V> Event<'_, K, V> {
         options: &SendOptions,
     ) -> Result<()> {
         self.outbox
-            .send_encoded(topic, options.partition, key, value, &options.headers)
+            .send_encoded(topic, options.target, key, value, &options.headers)
             .await
     }
 
-    /// Sends this event's record, unchanged (key, value and headers as they arrived), to
+    /// Sends this event's record, unchanged (key, value, headers and timestamp as they arrived), to
     /// `topic`, like Faust's `stream.forward`/`through`. Acknowledged before commit.
     ///
     /// # Errors
@@ -402,7 +412,10 @@ impl<K, V> Event<'_, K, V> {
         self.outbox
             .send_raw(
                 topic,
-                None,
+                Target {
+                    partition: None,
+                    timestamp: r.timestamp,
+                },
                 r.key.as_deref(),
                 r.value.as_deref(),
                 &r.headers,
@@ -423,7 +436,16 @@ impl<K, V> Event<'_, K, V> {
         headers: &[Header],
     ) -> Result<()> {
         self.outbox
-            .send_raw(topic, partition, key, value, headers)
+            .send_raw(
+                topic,
+                Target {
+                    partition,
+                    timestamp: None,
+                },
+                key,
+                value,
+                headers,
+            )
             .await
     }
 }
@@ -431,8 +453,16 @@ impl<K, V> Event<'_, K, V> {
 /// Where and with what headers [`Event::send_with`] sends a record.
 #[derive(Debug, Clone, Default)]
 pub struct SendOptions {
-    partition: Option<i32>,
+    target: Target,
     headers: Vec<Header>,
+}
+
+/// Where a record goes within its topic and the timestamp it carries; `None` leaves the choice
+/// to the producer (the key's partition, the current time).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Target {
+    pub(crate) partition: Option<i32>,
+    pub(crate) timestamp: Option<i64>,
 }
 
 impl SendOptions {
@@ -443,7 +473,13 @@ impl SendOptions {
 
     /// Sends to this partition instead of the key's.
     pub fn partition(mut self, partition: i32) -> Self {
-        self.partition = Some(partition);
+        self.target.partition = Some(partition);
+        self
+    }
+
+    /// Stamps the record with this timestamp (ms since the epoch) instead of the current time.
+    pub fn timestamp(mut self, timestamp_ms: i64) -> Self {
+        self.target.timestamp = Some(timestamp_ms);
         self
     }
 

@@ -16,7 +16,9 @@ use futures::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::agent::{decode_key, decode_value, AgentError, AgentRef, ErasedAgent, Failure, Outbox};
+use crate::agent::{
+    decode_key, decode_value, AgentError, AgentRef, ErasedAgent, Failure, Outbox, Target,
+};
 use crate::error::Result;
 use crate::record::Record;
 use crate::repartition::Stage;
@@ -99,7 +101,9 @@ impl<K, V> Batch<'_, K, V> {
         key: Option<&SK>,
         value: &SV,
     ) -> Result<()> {
-        self.outbox.send_encoded(topic, None, key, value, &[]).await
+        self.outbox
+            .send_encoded(topic, Target::default(), key, value, &[])
+            .await
     }
 }
 

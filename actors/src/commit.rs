@@ -71,3 +71,92 @@ impl std::fmt::Display for Step {
         }
     }
 }
+
+/// Resolves when the previous commit's durable half (flush, then Kafka commit) has finished;
+/// the next one waits for it, so offsets reach Kafka in order and never ahead of the store.
+/// It yields whether that commit succeeded.
+pub(crate) type Tail = futures::future::Shared<futures::channel::oneshot::Receiver<bool>>;
+
+/// What the durable half of a commit needs.
+pub(crate) struct Durable {
+    pub(crate) previous: Option<Tail>,
+    pub(crate) db: sled::Db,
+    pub(crate) consumer: Arc<crate::consumer::NodeConsumer>,
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    /// The source offset to commit, if any event was finished.
+    pub(crate) next: Option<i64>,
+    pub(crate) revoked: Arc<std::sync::atomic::AtomicBool>,
+    pub(crate) backoff_max: std::time::Duration,
+}
+
+/// The commit cycle's first half, which needs the partition's state (processing waits for
+/// it): every output acknowledged, the changelogs written and acknowledged, then the staged
+/// table entries, counts and next offset applied to the store tree in one atomic batch.
+pub(crate) async fn apply_staged(
+    deliveries: Vec<rdkafka::producer::DeliveryFuture>,
+    producer: Option<rdkafka::producer::FutureProducer>,
+    changes: &[(Arc<str>, String, Vec<crate::shard::Change>)],
+    mut batch: sled::Batch,
+    tree: sled::Tree,
+    durable: &Durable,
+) -> Result<(), Step> {
+    for delivery in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(Step::Delivery(e.to_string())),
+            Err(_) => return Err(Step::Delivery("producer dropped the record".into())),
+        }
+    }
+    for (table, next) in write_changelogs(producer, durable.partition, changes).await? {
+        batch.insert(crate::changelog::applied_key(&table), &next.to_be_bytes());
+    }
+    retry_store(durable, "write the table shard to the store", move || {
+        tree.apply_batch(batch.clone())
+    })
+    .await
+}
+
+/// The commit cycle's second half, which runs while the partition goes on processing: after
+/// the previous commit's, flush the store to disk, then commit the source offset to Kafka.
+pub(crate) async fn flush_and_commit(d: Durable) -> Result<(), Step> {
+    if let Some(previous) = d.previous.clone() {
+        let _ = previous.await;
+    }
+    let db = d.db.clone();
+    retry_store(&d, "flush the store", move || db.flush().map(|_| ())).await?;
+    let Some(next) = d.next else { return Ok(()) };
+    let (consumer, topic, partition) = (d.consumer.clone(), d.topic.clone(), d.partition);
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::{CommitMode, Consumer};
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, partition, rdkafka::Offset::Offset(next))?;
+        consumer.commit(&tpl, CommitMode::Sync)
+    })
+    .await
+    .map_err(|e| Step::Kafka(e.to_string()))?
+    .map_err(|e| Step::Kafka(e.to_string()))
+}
+
+/// Runs a blocking store operation, retrying with back-off (a full disk, say) until it
+/// succeeds or the partition is revoked.
+async fn retry_store(
+    d: &Durable,
+    what: &str,
+    op: impl Fn() -> sled::Result<()> + Send + Sync + Clone + 'static,
+) -> Result<(), Step> {
+    let mut wait = std::time::Duration::from_millis(100);
+    loop {
+        let attempt = op.clone();
+        match tokio::task::spawn_blocking(attempt).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) if !d.revoked.load(std::sync::atomic::Ordering::SeqCst) => {
+                tracing::error!(topic = %d.topic, partition = d.partition, error = %e,
+                    retry_in = ?wait, "cannot {what}; processing of this partition waits until it can")
+            }
+            other => return Err(Step::Store(format!("{what}: {other:?}"))),
+        }
+        actix::clock::sleep(wait).await;
+        wait = (wait * 2).min(d.backoff_max);
+    }
+}

@@ -8,7 +8,8 @@
 //!   throughput.
 //! - `partition`: the partition actor: reads its queue, hands batches in order to agent actors,
 //!   runs the commit cycle (outputs acknowledged -> store -> Kafka offset).
-//! - `commit`: the changelog step of the commit cycle.
+//! - `commit`: the commit cycle's two halves: outputs, changelogs and store tree while the
+//!   partition waits; flush and Kafka offset commit while it goes on.
 //! - `global`: each node's full copy of the global tables.
 //! - `agent_actor`: runs the user's agent over a batch, catching panics so that the supervisor
 //!   restarts it and no event is lost.
@@ -30,6 +31,7 @@
 //! - [`record`]: the owned record that crosses actors.
 //! - [`metrics`] and [`throughput`]: Prometheus metrics and the rate meter.
 //! - [`error`]: this crate's one error type.
+//! - `hot_path`: the hot path's steps, exposed (hidden) for the criterion micro-benchmarks.
 
 pub mod agent;
 mod agent_actor;
@@ -41,6 +43,8 @@ pub mod consumer;
 pub mod coordinator;
 pub mod error;
 mod global;
+#[doc(hidden)]
+pub mod hot_path;
 pub mod members;
 pub mod metrics;
 mod partition;

@@ -4,11 +4,15 @@
 //! the topic (one batch in flight, awaited: that await is the back-pressure that leaves unread
 //! records in librdkafka's bounded queue), and runs the commit cycle:
 //!
-//! 1. no batch in flight (both run under `ctx.wait`, so they never interleave);
-//! 2. wait until every record the agents sent is acknowledged;
-//! 3. write the dirty table entries, the key counts and the next source offset to sled in one
-//!    atomic batch, and flush it;
-//! 4. commit the source offset to Kafka.
+//! 1. no batch in flight (a batch and the first half run under `ctx.wait`, so they never
+//!    interleave);
+//! 2. wait until every record the agents sent is acknowledged, and write the changed table
+//!    entries to their changelogs;
+//! 3. apply the dirty table entries, the key counts and the next source offset to the sled tree
+//!    in one atomic batch; processing resumes here;
+//! 4. on the arbiter, after the previous cycle's: flush sled to disk, then commit the source
+//!    offset to Kafka (`cycle.rs`). A cycle that finds this still running is skipped; on revoke,
+//!    stop and halt the whole cycle is awaited.
 //!
 //! An offset is therefore committed only after every effect of the events before it is
 //! durable. If a batch's state is lost (an agent actor vanished with it) or an output was not
@@ -21,21 +25,23 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use prometheus::{IntCounter, IntGauge};
-use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::consumer::Consumer;
+use rdkafka::Offset;
 
 use crate::agent::AgentRef;
 use crate::agent_actor::{
     close_windows_between_batches, AgentActor, Process, Processed, Stopped, Work,
 };
-use crate::changelog::{applied_key, Restore};
-use crate::commit::{write_changelogs, Step};
+use crate::changelog::Restore;
+use crate::commit::Tail;
 use crate::consumer::{NodeConsumer, NodeContext};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::policy::{apply, Applied, Failed};
 use crate::reader::PartitionReader;
 use crate::record::Record;
+
+mod cycle;
 
 /// Tuning of partition actors, from the node's config.
 #[derive(Debug, Clone)]
@@ -104,6 +110,13 @@ pub(crate) struct PartitionActor {
     restore: Option<Arc<Restore>>,
     /// The next offset whose effects are committed (store and Kafka), if known.
     committed: Option<i64>,
+    /// The next offset whose effects are in the store tree (flushed, or being flushed and
+    /// committed by the commit cycle's second half); where a rewind goes.
+    stored: Option<i64>,
+    /// The last commit's second half; the next waits for it.
+    tail: Option<Tail>,
+    /// Whether that second half is still running.
+    flushing: Arc<AtomicBool>,
     /// The next offset after the last finished event.
     next: Option<i64>,
     /// Offset of the first record seen: where a rewind goes when nothing was committed yet.
@@ -161,6 +174,9 @@ impl PartitionActor {
             make_work: init.make_work,
             restore: init.restore.map(Arc::new),
             committed: init.start,
+            stored: init.start,
+            tail: None,
+            flushing: Arc::new(AtomicBool::new(false)),
             next: init.start,
             first_seen: None,
             revoked: init.revoked,
@@ -237,13 +253,13 @@ impl PartitionActor {
                     let close = close_windows_between_batches(work).into_actor(act);
                     ctx.wait(close.then(|work, act, _| {
                         act.work = Some(work);
-                        act.commit().map(|_, _, _| ())
+                        act.commit(false).map(|_, _, _| ())
                     }));
                 }
                 work => {
                     act.work = work;
                     if act.needs_commit() {
-                        ctx.wait(act.commit().map(|_, _, _| ()));
+                        ctx.wait(act.commit(false).map(|_, _, _| ()));
                     }
                 }
             }
@@ -327,7 +343,7 @@ impl PartitionActor {
 
     fn needs_commit(&self) -> bool {
         self.work.as_ref().is_some_and(|w| {
-            self.next != self.committed || w.tables.is_dirty() || w.outbox.has_pending()
+            self.next != self.stored || w.tables.is_dirty() || w.outbox.has_pending()
         })
     }
 
@@ -446,7 +462,7 @@ impl PartitionActor {
                      owner resumes from the last commit");
                 work.tables.discard();
                 act.work = Some(work);
-                act.next = act.committed;
+                act.next = act.stored;
             }
             BatchOutcome::Lost => act.rewind(ctx),
             BatchOutcome::Halted(mut work, at, message) => {
@@ -454,7 +470,7 @@ impl PartitionActor {
                     Some(offset) => act.next = Some(offset),
                     None => {
                         work.tables.discard();
-                        act.next = act.committed;
+                        act.next = act.stored;
                     }
                 }
                 act.work = Some(work);
@@ -477,7 +493,7 @@ impl PartitionActor {
             .partition_halted
             .with_label_values(&[&*self.topic, &self.partition.to_string()])
             .set(1);
-        ctx.wait(self.commit().map(|_, _, _| ()));
+        ctx.wait(self.commit(true).map(|_, _, _| ()));
     }
 
     /// Drops uncommitted state and seeks back to the last commit.
@@ -497,8 +513,8 @@ impl PartitionActor {
                 }
             },
         }
-        self.next = self.committed;
-        let Some(target) = self.committed.or(self.first_seen) else {
+        self.next = self.stored;
+        let Some(target) = self.stored.or(self.first_seen) else {
             return;
         };
         tracing::warn!(topic = %self.topic, partition = self.partition, offset = target,
@@ -523,105 +539,6 @@ impl PartitionActor {
                 ctx.stop();
             }
         }));
-    }
-
-    /// The commit cycle (see the module doc). Resolves to whether everything was committed.
-    fn commit(&mut self) -> ResponseActFuture<Self, bool> {
-        if !self.needs_commit() {
-            return Box::pin(fut::ready(true));
-        }
-        let Some(mut work) = self.work.take() else {
-            return Box::pin(fut::ready(false));
-        };
-        let deliveries = work.outbox.take_pending();
-        let staged = match work.tables.stage(self.next) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(topic = %self.topic, partition = self.partition, error = %e,
-                    "cannot encode table entries for the store; not committing");
-                self.work = Some(work);
-                return Box::pin(fut::ready(false));
-            }
-        };
-        let (batch, counts, changes) = (staged.batch, staged.counts, staged.changes);
-        let producer = work.outbox.producer();
-        let tree = work.tables.tree().clone();
-        let db = self.db.clone();
-        let consumer = self.consumer.clone();
-        let (topic, partition, next) = (self.topic.clone(), self.partition, self.next);
-        let revoked = self.revoked.clone();
-        let backoff_max = self.settings.retry_backoff_max;
-        let run = async move {
-            for delivery in deliveries {
-                match delivery.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((e, _))) => return Err(Step::Delivery(e.to_string())),
-                    Err(_) => return Err(Step::Delivery("producer dropped the record".into())),
-                }
-            }
-            let mut batch = batch;
-            for (table, next) in write_changelogs(producer, partition, &changes).await? {
-                batch.insert(applied_key(&table), &next.to_be_bytes());
-            }
-            let mut wait = Duration::from_millis(100);
-            loop {
-                let (tree, db, batch) = (tree.clone(), db.clone(), batch.clone());
-                let written = tokio::task::spawn_blocking(move || {
-                    tree.apply_batch(batch)?;
-                    db.flush().map(|_| ())
-                })
-                .await;
-                match written {
-                    Ok(Ok(())) => break,
-                    Ok(Err(e)) if !revoked.load(Ordering::SeqCst) => {
-                        tracing::error!(%topic, partition, error = %e, retry_in = ?wait,
-                            "cannot write the table shard to the store; processing of this \
-                             partition waits until it can")
-                    }
-                    other => return Err(Step::Store(format!("{other:?}"))),
-                }
-                actix::clock::sleep(wait).await;
-                wait = (wait * 2).min(backoff_max);
-            }
-            let Some(next) = next else { return Ok(()) };
-            tokio::task::spawn_blocking(move || {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition_offset(&topic, partition, Offset::Offset(next))?;
-                consumer.commit(&tpl, CommitMode::Sync)
-            })
-            .await
-            .map_err(|e| Step::Kafka(e.to_string()))?
-            .map_err(|e| Step::Kafka(e.to_string()))
-        };
-        Box::pin(run.into_actor(self).map(move |res, act, ctx| {
-            let stored = !matches!(res, Err(Step::Delivery(_)) | Err(Step::Store(_)));
-            if stored {
-                work.tables.committed(&counts);
-                for (table, _, delta) in &counts {
-                    act.metrics
-                        .table_keys
-                        .with_label_values(&[table])
-                        .add(*delta);
-                }
-            }
-            act.work = Some(work);
-            match res {
-                Ok(()) => {
-                    act.committed = act.next;
-                    act.metrics.commits_total.inc();
-                    true
-                }
-                Err(step) => {
-                    act.metrics.commit_failures_total.inc();
-                    tracing::error!(topic = %act.topic, partition = act.partition, error = %step,
-                        "commit failed");
-                    if matches!(step, Step::Delivery(_)) {
-                        act.rewind(ctx);
-                    }
-                    false
-                }
-            }
-        }))
     }
 }
 
@@ -675,7 +592,7 @@ impl Handler<Stop> for PartitionActor {
 
     fn handle(&mut self, _msg: Stop, _ctx: &mut Self::Context) -> Self::Result {
         self.stopping = true;
-        AtomicResponse::new(Box::pin(self.commit().map(|ok, act, ctx| {
+        AtomicResponse::new(Box::pin(self.commit(true).map(|ok, act, ctx| {
             if !ok {
                 tracing::warn!(topic = %act.topic, partition = act.partition,
                     "final commit failed; the next owner resumes from the last commit");

@@ -18,6 +18,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::agent::Target;
 use crate::agent_actor::Work;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -235,7 +236,10 @@ pub(crate) async fn apply(
             .outbox
             .send_raw(
                 dlq,
-                Some(record.partition),
+                Target {
+                    partition: Some(record.partition),
+                    timestamp: record.timestamp,
+                },
                 record.key.as_deref(),
                 record.value.as_deref(),
                 &letter.headers(record),

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use futures::future::LocalBoxFuture;
 use serde::Serialize;
 
-use crate::agent::{decode_value, Agent, AgentRef, ErasedAgent, Failure, Outbox};
+use crate::agent::{decode_value, Agent, AgentRef, ErasedAgent, Failure, Outbox, Target};
 use crate::record::{Header, Record};
 use crate::shard::TableSet;
 use crate::table::TableSpec;
@@ -104,13 +104,18 @@ where
                     format!("{}/{}/{}", record.topic, record.partition, record.offset).into_bytes(),
                 ),
             });
+            // The re-keyed record keeps its event time, so windows downstream stay exact.
+            let to = Target {
+                partition: None,
+                timestamp: record.timestamp,
+            };
             for sink in sinks {
                 let (kc, _) = outbox.codecs().get(sink);
                 let key = kc
                     .encode("key", &key)
                     .map_err(|e| Failure::Agent(e.into()))?;
                 outbox
-                    .send_raw(sink, None, Some(&key), raw, &headers)
+                    .send_raw(sink, to, Some(&key), raw, &headers)
                     .await
                     .map_err(|e| Failure::Agent(e.into()))?;
             }

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::agent::{Outbox, TopicCodecs};
+use crate::agent::{Outbox, Target, TopicCodecs};
 use crate::changelog::changelog_topic;
 use crate::codec::Codec;
 use crate::error::{Error, Result};
@@ -494,7 +494,13 @@ impl TableSet {
         }
         for r in out {
             outbox
-                .send_raw(&r.topic, None, Some(&r.key), Some(&r.value), &[])
+                .send_raw(
+                    &r.topic,
+                    Target::default(),
+                    Some(&r.key),
+                    Some(&r.value),
+                    &[],
+                )
                 .await?;
         }
         Ok(())

@@ -1,0 +1,201 @@
+"""The driver of scripts/bench: runs every system on the same preloaded page views, one after
+the other on the same broker, and reports ratios measured in this one run.
+
+For each workload and system: a fresh consumer group and output topic; the system is timed
+by its committed offsets, from its first commit until they reach the end of every partition
+(so start-up and group joins do not count for anyone), with its CPU time from /proc over the
+same span; its output is then compared with the generator's true counts, and a wrong output
+is a failure, not a number. Then, for workload A, each system runs again on a fresh topic fed
+at half its measured rate, and end-to-end latency is read from its output.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import report
+import systems
+from systems import FAUST_BENCH, SYSTEMS
+
+PARTITIONS = 4
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Broker:
+    def __init__(self, bootstrap):
+        self.bootstrap = bootstrap
+        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self.readers = {}
+
+    def create(self, topic, partitions=PARTITIONS):
+        futures = self.admin.create_topics([NewTopic(topic, partitions, 1)])
+        for f in futures.values():
+            f.result(30)
+
+    def end_offsets(self, topic):
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "bench-driver"})
+        try:
+            return sum(c.get_watermark_offsets(TopicPartition(topic, p), 10)[1] for p in range(PARTITIONS))
+        finally:
+            c.close()
+
+    def committed(self, group, topic):
+        """Sum of the group's committed offsets on `topic` (0 for partitions without one)."""
+        c = self.readers.get(group)
+        if c is None:
+            # A consumer that never subscribes: it reads the group's offsets without joining.
+            c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
+            self.readers[group] = c
+        try:
+            tps = c.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=5)
+        except Exception:
+            return 0
+        return sum(max(tp.offset, 0) for tp in tps if tp.error is None)
+
+
+def throughput(broker, system, procs, group, topic, total, timeout):
+    """Times `procs` by `group`'s committed offsets on `topic` until they reach `total`."""
+    deadline = time.monotonic() + timeout
+    first = None
+    while True:
+        committed = broker.committed(group, topic)
+        now, cpu = time.monotonic(), procs.cpu()
+        if committed > 0 and first is None:
+            first = (now, cpu, committed)
+        if committed >= total:
+            t0, cpu0, c0 = first
+            events, seconds = total - c0, now - t0
+            if seconds <= 0 or events <= 0:
+                raise RuntimeError("finished before a second commit: too little data to time")
+            return {"events": events, "seconds": seconds, "cpu": cpu - cpu0}
+        if procs.exited() and system != "ceiling":
+            raise RuntimeError(f"exited with {procs.exited()} at {committed} of {total} records")
+        if now > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f} s at {committed} of {total} records")
+        time.sleep(0.05)
+
+
+def broker_cpu(pidfile):
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return 0.0
+
+
+def run_one(args, broker, system, workload, total, kstreams_cp):
+    """One system on one workload: throughput, CPU, peak RSS and the correctness check."""
+    tag = f"{system}-{workload}"
+    group, output = f"bench-{tag}", f"bench-{tag}-out"
+    broker.create(output)
+    row = {"system": system, "workload": workload.upper(), "guarantee": "at-least-once"}
+    procs = systems.start(
+        system, broker=broker.bootstrap, workload=workload, input_topic=args.topic,
+        output=output, group=group, work=args.work, kstreams_cp=kstreams_cp,
+    )
+    b0 = broker_cpu(args.broker_pid)
+    try:
+        timeout = max(180, total / 1500)
+        row.update(throughput(broker, system, procs, group, args.topic, total, timeout))
+        row["broker_cpu"] = broker_cpu(args.broker_pid) - b0
+        row["rss_mib"] = procs.peak_rss_mib()
+        if system != "ceiling":
+            verify = [FAUST_BENCH, "verify", "--broker", broker.bootstrap, "--topic", output,
+                      "--workload", workload, "--truth", args.truth, "--wait", "60"]
+            out = subprocess.run(verify, capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError("wrong output: " + (out.stderr or out.stdout).strip()[-400:])
+            log(f"{tag}: {out.stdout.strip()}")
+            found = re.search(r"\((\d+) output records\)", out.stdout)
+            row["outputs"] = int(found.group(1)) if found else None
+        row["status"] = "ok"
+    except Exception as e:  # a failed system is reported, and the run goes on
+        row["status"] = f"failed: {e}"
+    finally:
+        procs.stop()
+    log(f"{tag}: {report.describe(row)}")
+    return row
+
+
+def run_latency(args, broker, system, rate, kstreams_cp):
+    """Workload A fed at `rate` records/s on a fresh topic: end-to-end p50/p99/p99.9."""
+    tag = f"lat-{system}"
+    topic, output, group = f"{tag}-in", f"{tag}-out", f"bench-{tag}"
+    broker.create(topic)
+    broker.create(output)
+    procs = systems.start(
+        system, broker=broker.bootstrap, workload="a", input_topic=topic, output=output,
+        group=group, work=args.work, kstreams_cp=kstreams_cp,
+    )
+    try:
+        cmd = [FAUST_BENCH, "latency", "--broker", broker.bootstrap, "--input", topic,
+               "--output", output, "--rate", str(int(rate)), "--seconds", str(args.latency_seconds)]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.latency_seconds + 120)
+        if out.returncode != 0:
+            raise RuntimeError((out.stderr or out.stdout).strip()[-300:])
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        log(f"{tag}: at {int(rate)}/s: {result}")
+        return result
+    except Exception as e:
+        log(f"{tag}: latency failed: {e}")
+        return {"error": str(e)}
+    finally:
+        procs.stop()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--broker-pid", required=True, help="the broker's pid file")
+    p.add_argument("--records", type=int, required=True)
+    p.add_argument("--work", required=True, help="scratch directory")
+    p.add_argument("--kstreams", required=True, help="the Kafka Streams peer's build directory")
+    p.add_argument("--systems", default=",".join(SYSTEMS))
+    p.add_argument("--workloads", default="a,b")
+    p.add_argument("--latency-seconds", type=int, default=20)
+    p.add_argument("--no-latency", action="store_true")
+    p.add_argument("--mode", default="full")
+    p.add_argument("--out", required=True, help="the report (markdown); the chart goes beside it")
+    args = p.parse_args()
+    args.topic = "page_views"
+    args.truth = os.path.join(args.work, "truth.json")
+    broker = Broker(args.bootstrap)
+    kstreams_cp = f"{args.kstreams}/target/classes:{args.kstreams}/target/lib/*"
+
+    log(f"preloading {args.records} page views")
+    subprocess.run([FAUST_BENCH, "preload", "--broker", args.bootstrap, "--topic", args.topic,
+                    "--records", str(args.records), "--truth", args.truth], check=True)
+    total = broker.end_offsets(args.topic)
+    chosen = [s for s in SYSTEMS if s in args.systems.split(",")]
+    rows = []
+    for workload in args.workloads.split(","):
+        for system in chosen:
+            if workload == "b" and system == "ceiling":
+                continue
+            log(f"running {system} on workload {workload.upper()} ({total} records)")
+            rows.append(run_one(args, broker, system, workload, total, kstreams_cp))
+    if not args.no_latency:
+        for row in rows:
+            if row["workload"] == "A" and row["system"] != "ceiling" and row["status"] == "ok":
+                rate = 0.5 * row["events"] / row["seconds"]
+                row["latency"] = run_latency(args, broker, row["system"], rate, kstreams_cp)
+    with open(os.path.join(args.work, "results.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    report.write(rows, args, total)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

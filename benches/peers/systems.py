@@ -1,0 +1,91 @@
+"""How each system under test is started: its command line(s), environment and files.
+
+Every system reads the same input topic, commits every 100 ms, at-least-once, and writes to
+its own output topic; its consumer group is `group`.
+"""
+
+import os
+import sys
+
+from procs import Group
+
+PEERS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(PEERS))
+FAUST_BENCH = os.path.join(ROOT, "target", "release", "faust-bench")
+# Which systems the benchmark knows, in report order; the ceiling is the bare consumer.
+SYSTEMS = ["faust-rs", "faust-streaming", "quixstreams", "kafka-streams", "ceiling"]
+
+
+def faust_rs_config(path, broker, group, workload, input_topic, output, store):
+    """A faust-rs node's config file for this run."""
+    sinks = f'\n[agents.page_views]\nsinks = ["{output}"]\n' if workload == "a" else ""
+    with open(path, "w") as f:
+        f.write(
+            f"""# Written by scripts/bench for one run.
+[app]
+id = "{group}"
+
+[broker]
+bootstrap = "{broker}"
+session_timeout = "6s"
+
+[store]
+path = "{store}"
+
+[web]
+bind = "127.0.0.1:0"
+
+[processing]
+commit_interval = "100ms"
+
+[topics.{input_topic}]
+partitions = 4
+key_codec = "string"
+value_codec = "json"
+
+[topics.{output}]
+partitions = 4
+key_codec = "string"
+value_codec = "json"
+{sinks}
+[log]
+level = "warn"
+"""
+        )
+
+
+def start(system, *, broker, workload, input_topic, output, group, work, kstreams_cp):
+    """Starts `system` on workload `workload` ("a" or "b"); returns its process group."""
+    logs = os.path.join(work, "logs")
+    os.makedirs(logs, exist_ok=True)
+    state = os.path.join(work, "state", group)
+    os.makedirs(state, exist_ok=True)
+    if system == "faust-rs":
+        cfg = os.path.join(state, "faust-rs.toml")
+        faust_rs_config(cfg, broker, group, workload, input_topic, output, state)
+        cmd = [FAUST_BENCH, "node", workload, "--input", input_topic, "--output", output]
+        return Group(group, [cmd + ["--", "worker", "--config", cfg]], log_dir=logs)
+    env = {
+        "BENCH_BROKER": broker,
+        "BENCH_WORKLOAD": workload,
+        "BENCH_INPUT": input_topic,
+        "BENCH_OUTPUT": output,
+        "BENCH_GROUP": group,
+    }
+    if system == "faust-streaming":
+        # Two workers share the four partitions, each with its own data directory.
+        app = os.path.join(PEERS, "faust_app.py")
+        cmd = [sys.executable, app, "worker", "-l", "warn", "--without-web"]
+        envs = [{**env, "BENCH_DATADIR": os.path.join(state, f"w{i}")} for i in range(2)]
+        return Group(group, [cmd, cmd], env=envs, log_dir=logs)
+    if system == "quixstreams":
+        app = os.path.join(PEERS, "quix_app.py")
+        return Group(group, [[sys.executable, app]], env=[{**env, "BENCH_DATADIR": state}], log_dir=logs)
+    if system == "kafka-streams":
+        cmd = ["java", "-Xms256m", "-Xmx1g", "-cp", kstreams_cp, "bench.Bench"]
+        cmd += [broker, workload, "alo", input_topic, output, group, state]
+        return Group(group, [cmd], log_dir=logs)
+    if system == "ceiling":
+        cmd = [FAUST_BENCH, "ceiling", "--broker", broker, "--topic", input_topic, "--group", group]
+        return Group(group, [cmd], log_dir=logs)
+    raise ValueError(f"unknown system {system}")
