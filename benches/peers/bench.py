@@ -114,7 +114,7 @@ def run_one(args, broker, system, workload, total, kstreams_cp):
         row["rss_mib"] = procs.peak_rss_mib()
         if system != "ceiling":
             verify = [FAUST_BENCH, "verify", "--broker", broker.bootstrap, "--topic", output,
-                      "--workload", workload, "--truth", args.truth, "--wait", "60"]
+                      "--workload", workload, "--truth", args.truth, "--wait", "20"]
             out = subprocess.run(verify, capture_output=True, text=True)
             if out.returncode != 0:
                 raise RuntimeError("wrong output: " + (out.stderr or out.stdout).strip()[-400:])
