@@ -341,9 +341,15 @@ impl PartitionActor {
         this.set(i64::from(sign > 0));
     }
 
+    /// Whether a commit cycle has work: events or writes not in the store yet, or a stored
+    /// offset Kafka has not confirmed (its second half failed, say on a rebalance, and no new
+    /// event would otherwise bring the cycle back).
     fn needs_commit(&self) -> bool {
         self.work.as_ref().is_some_and(|w| {
-            self.next != self.stored || w.tables.is_dirty() || w.outbox.has_pending()
+            self.next != self.stored
+                || self.committed != self.stored
+                || w.tables.is_dirty()
+                || w.outbox.has_pending()
         })
     }
 
