@@ -369,10 +369,7 @@ impl<K, V> Event<'_, K, V> {
             return Ok(());
         }
         let r = self.record;
-        let to = Target {
-            partition: None,
-            timestamp: r.timestamp,
-        };
+        let to = Target::at(r.timestamp);
         let source = [Header {
             key: SOURCE_HEADER.into(),
             value: Some(format!("{}/{}/{}", r.topic, r.partition, r.offset).into_bytes()),
@@ -412,10 +409,7 @@ impl<K, V> Event<'_, K, V> {
         self.outbox
             .send_raw(
                 topic,
-                Target {
-                    partition: None,
-                    timestamp: r.timestamp,
-                },
+                Target::at(r.timestamp),
                 r.key.as_deref(),
                 r.value.as_deref(),
                 &r.headers,
@@ -463,6 +457,17 @@ pub struct SendOptions {
 pub(crate) struct Target {
     pub(crate) partition: Option<i32>,
     pub(crate) timestamp: Option<i64>,
+}
+
+impl Target {
+    /// The key's partition, stamped with `timestamp` (an input record's, so event time flows
+    /// through to what it causes).
+    pub(crate) fn at(timestamp: Option<i64>) -> Self {
+        Target {
+            partition: None,
+            timestamp,
+        }
+    }
 }
 
 impl SendOptions {

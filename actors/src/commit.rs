@@ -138,6 +138,17 @@ pub(crate) async fn flush_and_commit(d: Durable) -> Result<(), Step> {
     .map_err(|e| Step::Kafka(e.to_string()))
 }
 
+/// Counts and logs a failed commit (the actor's half or the arbiter's).
+pub(crate) fn commit_failed(
+    metrics: &crate::metrics::Metrics,
+    topic: &str,
+    partition: i32,
+    step: &Step,
+) {
+    metrics.commit_failures_total.inc();
+    tracing::error!(%topic, partition, error = %step, "commit failed");
+}
+
 /// Runs a blocking store operation, retrying with back-off (a full disk, say) until it
 /// succeeds or the partition is revoked.
 async fn retry_store(

@@ -105,10 +105,7 @@ where
                 ),
             });
             // The re-keyed record keeps its event time, so windows downstream stay exact.
-            let to = Target {
-                partition: None,
-                timestamp: record.timestamp,
-            };
+            let to = Target::at(record.timestamp);
             for sink in sinks {
                 let (kc, _) = outbox.codecs().get(sink);
                 let key = kc

@@ -20,6 +20,7 @@ import time
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from procs import stat as process_stat
 import report
 import systems
 from systems import FAUST_BENCH, SYSTEMS
@@ -88,12 +89,10 @@ def throughput(broker, system, procs, group, topic, total, timeout):
 def broker_cpu(pidfile):
     try:
         with open(pidfile) as f:
-            pid = int(f.read().strip())
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            st = process_stat(int(f.read().strip()))
     except (OSError, ValueError):
         return 0.0
+    return st[1] if st else 0.0
 
 
 def run_one(args, broker, system, workload, total, kstreams_cp):

@@ -21,7 +21,7 @@ def _own_session_dying_with_parent():
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _stat(pid):
+def stat(pid):
     """(ppid, cpu seconds) of a live process, or None."""
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -47,7 +47,7 @@ def _descendants(roots):
     children = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
-            st = _stat(int(name))
+            st = stat(int(name))
             if st:
                 children.setdefault(st[0], []).append(int(name))
     out, todo = [], list(roots)
@@ -95,7 +95,7 @@ class Group:
         live = [p.pid for p in self.procs if p.pid not in self.done]
         total = sum(cpu for cpu, _ in self.done.values())
         for pid in _descendants(live):
-            st = _stat(pid)
+            st = stat(pid)
             if st:
                 total += st[1]
             self.peak_kib[pid] = max(self.peak_kib.get(pid, 0), _hwm_kib(pid))

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use actix::prelude::*;
 
 use super::PartitionActor;
-use crate::commit::{apply_staged, flush_and_commit, Durable, Step};
+use crate::commit::{apply_staged, commit_failed, flush_and_commit, Durable, Step};
 
 impl PartitionActor {
     /// The commit cycle (see the module doc). The first half holds the partition's state; the
@@ -71,28 +71,25 @@ impl PartitionActor {
             }
             act.stored = next;
             let (done, tail) = futures::channel::oneshot::channel();
-            act.tail = Some(futures::FutureExt::shared(tail));
+            let tail = futures::FutureExt::shared(tail);
+            act.tail = Some(tail.clone());
             act.flushing.store(true, Ordering::SeqCst);
             // On the arbiter, not in the actor's context: the actor runs each batch under
             // `ctx.wait`, which would hold this and its bookkeeping back until processing
             // paused.
             let (flushing, metrics) = (act.flushing.clone(), act.metrics.clone());
             let (topic, partition) = (act.topic.clone(), act.partition);
-            let (result, outcome) = futures::channel::oneshot::channel();
             actix::spawn(async move {
                 let res = flush_and_commit(d).await;
                 match &res {
                     Ok(()) => metrics.commits_total.inc(),
-                    Err(step) => {
-                        metrics.commit_failures_total.inc();
-                        tracing::error!(%topic, partition, error = %step, "commit failed");
-                    }
+                    Err(step) => commit_failed(&metrics, &topic, partition, step),
                 }
                 flushing.store(false, Ordering::SeqCst);
                 let _ = done.send(res.is_ok());
-                let _ = result.send(res.is_ok());
             });
-            let second = outcome.into_actor(act).map(move |ok, act, _| {
+            // The tail also tells the actor how its own second half ended.
+            let second = tail.into_actor(act).map(move |ok, act, _| {
                 let ok = ok.unwrap_or(false);
                 if ok {
                     act.committed = next;
@@ -109,9 +106,7 @@ impl PartitionActor {
     }
 
     fn commit_failed(&mut self, ctx: &mut Context<Self>, step: Step) {
-        self.metrics.commit_failures_total.inc();
-        tracing::error!(topic = %self.topic, partition = self.partition, error = %step,
-            "commit failed");
+        commit_failed(&self.metrics, &self.topic, self.partition, &step);
         if matches!(step, Step::Delivery(_)) {
             self.rewind(ctx);
         }

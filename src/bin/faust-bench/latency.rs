@@ -10,7 +10,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use faust::generator::PageViewSource;
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{Producer, ThreadedProducer};
+
+use crate::preload::send_view;
 use rdkafka::{ClientConfig, Message, Offset};
 
 /// `faust-bench latency`.
@@ -45,13 +47,7 @@ fn wait_ready(
 ) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
-        let view = source.next_view(now_ms());
-        let value = serde_json::to_vec(&view)?;
-        let record = BaseRecord::to(input)
-            .key(&view.url)
-            .payload(&value)
-            .timestamp(view.ts);
-        producer.send(record).map_err(|(e, _)| e)?;
+        send_view(producer, input, None, &source.next_view(now_ms()))?;
         if let Some(m) = consumer.poll(Duration::from_millis(200)) {
             m?;
             // Drain what else the probes made.
@@ -93,15 +89,7 @@ pub fn run(args: &Args) -> Result<()> {
     while Instant::now() < stop_at + Duration::from_secs(5) {
         let due = (started.elapsed().as_secs_f64() * args.rate as f64) as u64;
         while Instant::now() < stop_at && sent < due {
-            let view = source.next_view(now_ms());
-            let value = serde_json::to_vec(&view)?;
-            let record = BaseRecord::to(&args.input)
-                .key(&view.url)
-                .payload(&value)
-                .timestamp(view.ts);
-            if producer.send(record).is_err() {
-                break;
-            }
+            send_view(&producer, &args.input, None, &source.next_view(now_ms()))?;
             sent += 1;
         }
         while let Some(m) = consumer.poll(Duration::ZERO) {

@@ -83,7 +83,7 @@ pub fn run(args: &Args) -> Result<()> {
         *truth.a.entry(view.url.clone()).or_default() += 1;
         let start = view.ts.div_euclid(WINDOW_MS) * WINDOW_MS;
         *truth.b.entry(window_key(&view.url, start)).or_default() += 1;
-        send(&producer, &args.topic, None, &view)?;
+        send_view(&producer, &args.topic, None, &view)?;
     }
     let flush = PageView {
         url: FLUSH_KEY.into(),
@@ -91,7 +91,7 @@ pub fn run(args: &Args) -> Result<()> {
         ts: first + args.records as i64 + 3 * WINDOW_MS,
     };
     for p in 0..args.partitions {
-        send(&producer, &args.topic, Some(p), &flush)?;
+        send_view(&producer, &args.topic, Some(p), &flush)?;
     }
     producer
         .flush(Duration::from_secs(300))
@@ -110,7 +110,9 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn send(
+/// Sends one page view (key = URL, JSON value, record timestamp = its `ts`), to `partition`
+/// or the key's, waiting while the producer's queue is full.
+pub fn send_view(
     producer: &ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
     topic: &str,
     partition: Option<i32>,
