@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use faust_actors::Metrics;
 
-use crate::config::Config;
+use crate::config::{Config, Guarantee};
 use crate::error::Error;
 
 /// Masks values of librdkafka keys that hold secrets, for logs.
@@ -32,9 +32,41 @@ pub(crate) fn client_config(config: &Config, bootstrap: &str) -> ClientConfig {
     c
 }
 
+/// Settings of the node's own readers (changelog restore, standbys, global tables): exactly
+/// once, they see only committed transactions.
+pub(crate) fn reader_config(config: &Config, bootstrap: &str) -> ClientConfig {
+    let mut c = client_config(config, bootstrap);
+    if config.processing.guarantee == Guarantee::ExactlyOnce {
+        c.set("isolation.level", "read_committed");
+    }
+    c
+}
+
+/// Settings of the node's transactional producer (exactly once): `<app id>-<node id>`, the node
+/// id kept in the store, so a restarted node fences its crashed self at once. A transaction left
+/// open by a crash blocks `read_committed` readers of its partitions until the broker aborts
+/// it, so the timeout is short, as in Kafka Streams (10 s), unless set under
+/// `[broker.librdkafka]`.
+pub(crate) fn transactional_config(
+    config: &Config,
+    bootstrap: &str,
+    node_id: &str,
+) -> ClientConfig {
+    let mut c = client_config(config, bootstrap);
+    c.set("transactional.id", format!("{}-{node_id}", config.app.id));
+    if !config
+        .broker
+        .librdkafka
+        .contains_key("transaction.timeout.ms")
+    {
+        c.set("transaction.timeout.ms", "10000");
+    }
+    c
+}
+
 pub(crate) fn consumer_config(config: &Config, bootstrap: &str) -> ClientConfig {
     let session = config.broker.session_timeout.as_millis().max(3);
-    let mut c = client_config(config, bootstrap);
+    let mut c = reader_config(config, bootstrap);
     c.set("group.id", &config.app.id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

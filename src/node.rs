@@ -18,14 +18,16 @@ use faust_actors::repartition::{repartition_topic, Stage};
 use faust_actors::{
     Agent, AgentRef, ConsumerThread, Coordinator, CoordinatorInit, ErrorPolicy, Membership,
     Metrics, OnClusterMismatch, PartitionSettings, StandbyPlan, StopAll, Store, TopicCodecs,
+    Transactions,
 };
 use prometheus::IntCounter;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::watch;
 
-use crate::clients::{client_config, connect, consumer_config, masked};
-use crate::config::{AgentConfig, Config, ConfigErrors, Issue};
+use crate::clients::transactional_config;
+use crate::clients::{client_config, connect, consumer_config, masked, reader_config};
+use crate::config::{AgentConfig, Config, ConfigErrors, Guarantee, Issue};
 use crate::embedded::EmbeddedBroker;
 use crate::error::Error;
 use crate::timer::{self, Timer, TimerContext};
@@ -379,6 +381,35 @@ fn standby_plan(
     }))
 }
 
+/// Creates the node's transactional producer and opens its first transaction (bounded by
+/// `broker.connect_timeout`).
+async fn open_transactions(
+    config: &Config,
+    bootstrap: &str,
+    node_id: &str,
+) -> Result<Transactions, Error> {
+    let failed = |reason: String| Error::BrokerUnreachable {
+        bootstrap: bootstrap.into(),
+        reason,
+    };
+    let producer: FutureProducer = transactional_config(config, bootstrap, node_id)
+        .create()
+        .map_err(|e| failed(format!("cannot create the transactional producer: {e}")))?;
+    let timeout = config.broker.connect_timeout;
+    let opened = tokio::task::spawn_blocking(move || Transactions::open(producer, timeout))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let transactions = opened.map_err(|e| {
+        failed(format!(
+            "exactly_once: {e} (transactions need a broker with a transaction state log: \
+             transaction.state.log.replication.factor <= the number of brokers)"
+        ))
+    })?;
+    tracing::info!(transactional_id = %format!("{}-{node_id}", config.app.id),
+        "exactly once: transactional producer ready");
+    Ok(transactions)
+}
+
 /// The node itself, on the actix system; `needed` is every topic it must find or create.
 #[allow(clippy::too_many_arguments)]
 async fn node_main(
@@ -416,7 +447,7 @@ async fn node_main(
             })?;
     let (cluster_id, broker_topics) = connect(&producer, &config, &bootstrap).await?;
     topics::check_counts(&needed, &broker_topics)?;
-    let client = client_config(&config, &bootstrap);
+    let client = reader_config(&config, &bootstrap);
     let timeout = config.broker.connect_timeout;
     let created = topics::create_missing(&needed, &client, &broker_topics, timeout).await?;
     if !created.is_empty() {
@@ -435,6 +466,13 @@ async fn node_main(
         on_mismatch,
         config.store.cache_mb << 20,
     )?;
+    let transactions = match config.processing.guarantee {
+        Guarantee::AtLeastOnce => None,
+        Guarantee::ExactlyOnce => {
+            let node_id = store.node_id()?;
+            Some(open_transactions(&config, &bootstrap, &node_id).await?)
+        }
+    };
     let web = match config.web.enabled {
         true => Some(web::start(&config.web.bind, metrics.clone())?),
         false => None,
@@ -453,7 +491,10 @@ async fn node_main(
         agents: agents.clone(),
         store: store.clone(),
         metrics: metrics.clone(),
-        producer: Some(producer.clone()),
+        producer: Some(match &transactions {
+            Some(t) => t.producer().clone(),
+            None => producer.clone(),
+        }),
         codecs: codecs.clone(),
         settings: PartitionSettings {
             commit_interval: p.commit_interval,
@@ -461,10 +502,11 @@ async fn node_main(
             retry_backoff: p.retry_backoff,
             retry_backoff_max: p.retry_backoff_max,
             cache_keys: config.store.cache_keys,
+            exactly_once: transactions.is_some(),
         },
         workers: workers.iter().map(Arbiter::handle).collect(),
         stop_timeout: p.shutdown_timeout,
-        standbys: standby_plan(&config, &agents, &client)?,
+        standbys: standby_plan(&config, &agents, &client_config(&config, &bootstrap))?,
         global_tables: agents
             .iter()
             .flat_map(|a| {
@@ -479,6 +521,7 @@ async fn node_main(
                     .map(move |t| (t.name, partitions))
             })
             .collect(),
+        transactions,
     })
     .start();
     let topics: Vec<String> = agents

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use faust::config::{Config, LogFormat};
+use faust::config::{Config, Guarantee, LogFormat};
 
 fn write(dir: &Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("node.toml");
@@ -76,6 +76,50 @@ fn every_error_is_reported_at_once_with_key_and_origin() {
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
+}
+
+#[test]
+fn exactly_once_is_typed_and_needs_a_real_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "[app]\nid = \"bank\"\n[broker]\nbootstrap = \"127.0.0.1:9092\"\n\
+         [processing]\nguarantee = \"exactly_once\"\n",
+    );
+    let c = Config::load_with_env(&path, env(&[])).unwrap();
+    assert_eq!(c.processing.guarantee, Guarantee::ExactlyOnce);
+    let c = Config::load_with_env(
+        &path,
+        env(&[("FAUST__PROCESSING__GUARANTEE", "at_least_once")]),
+    )
+    .unwrap();
+    assert_eq!(c.processing.guarantee, Guarantee::AtLeastOnce);
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[app]\nid = \"bank\"\n[processing]\nguarantee = \"exactly_once\"\n\
+         [broker.librdkafka]\n\"isolation.level\" = \"read_uncommitted\"\n",
+    )
+    .unwrap();
+    let text = Config::load_with_env(&bad, env(&[]))
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "processing.guarantee: exactly_once needs a real Kafka broker",
+        "broker.librdkafka.isolation.level: is set by faust-rs itself",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+    let text = Config::load_with_env(&path, env(&[("FAUST__PROCESSING__GUARANTEE", "maybe")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("processing.guarantee:")
+            && text.contains("maybe")
+            && text.contains("FAUST__PROCESSING__GUARANTEE"),
+        "{text}"
+    );
 }
 
 #[test]

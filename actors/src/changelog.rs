@@ -120,10 +120,11 @@ impl Restore {
     ) -> Result<u64> {
         let p = self.partition;
         let ctx = |what: &str| format!("{what} changelog {topic}[{p}]");
-        let (low, high) = consumer
+        let (low, mut high) = consumer
             .fetch_watermarks(topic, p, self.timeout)
             .map_err(|e| Error::kafka(ctx("reading the end of"), e))?;
         let stored = applied(tree, table, path)?;
+        let committed_only = self.client.get("isolation.level") == Some("read_committed");
         let from = stored.max(low);
         let label = p.to_string();
         let remaining = metrics
@@ -215,6 +216,12 @@ impl Restore {
                         drop(position);
                         if let Some(Offset::Offset(o)) = at {
                             next = next.max(o);
+                        }
+                        if committed_only {
+                            // The end is the last stable offset: a transaction still open (a
+                            // crashed owner's, until the broker aborts it) is not applied, and
+                            // the next restore or standby reads on from here.
+                            high = next;
                         }
                         // Compaction or transaction markers can leave a gap at the end.
                         next = next.max(high);

@@ -6,7 +6,8 @@
 //! thread: each partition's queue is split off before assignment and read by its partition actor.
 //!
 //! - Assign: for each partition, the start offset is the store's (the offset its tables reflect)
-//!   when it has one, else the group's committed offset; the queue is split, the partitions are
+//!   when it has one, else the group's committed offset (exactly once: always the group's, which
+//!   a `read_committed` consumer reads only once no transaction holding it is pending); the queue is split, the partitions are
 //!   assigned, and the coordinator starts a partition actor for each.
 //! - Revoke: the coordinator commits and stops the partition actors (bounded wait); only then
 //!   does the callback return and librdkafka release the partitions.
@@ -45,6 +46,9 @@ pub struct NodeContext {
     revoke_timeout: Duration,
     coordinator: OnceLock<Addr<Coordinator>>,
     consumer: OnceLock<Weak<NodeConsumer>>,
+    /// Exactly once (the consumer reads `read_committed`): the store is updated only after a
+    /// transaction commits, so it may lag; the group's committed offset is the truth.
+    committed_only: bool,
 }
 
 impl ClientContext for NodeContext {
@@ -136,6 +140,9 @@ impl NodeContext {
         part: &Part,
         committed: Option<i64>,
     ) -> Option<i64> {
+        if self.committed_only {
+            return committed;
+        }
         let (topic, p) = (&part.topic, part.partition);
         let stored = match self.store.next_offset(topic, p) {
             Ok(s) => s,
@@ -303,6 +310,7 @@ impl ConsumerThread {
             revoke_timeout,
             coordinator: OnceLock::new(),
             consumer: OnceLock::new(),
+            committed_only: config.get("isolation.level") == Some("read_committed"),
         };
         let consumer: Arc<NodeConsumer> = Arc::new(
             config

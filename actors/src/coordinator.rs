@@ -31,6 +31,7 @@ use crate::shard::TableSet;
 use crate::standby::{Source, Standby};
 use crate::store::Store;
 use crate::throughput::RateMeter;
+use crate::transaction::Transactions;
 use futures::channel::oneshot;
 
 /// One newly assigned partition, its queue already split off the consumer.
@@ -102,6 +103,9 @@ pub struct CoordinatorInit {
     pub standbys: Option<StandbyPlan>,
     /// Global tables and their partition counts: this node keeps a full copy of each.
     pub global_tables: Vec<(Arc<str>, i32)>,
+    /// Exactly once: the node's transactional producer (`producer` is the same one), and
+    /// commits run in node-wide rounds (see `transaction`). `None`: at least once.
+    pub transactions: Option<Transactions>,
 }
 
 /// Where and how many standbys to keep.
@@ -114,9 +118,11 @@ pub struct StandbyPlan {
     pub parts: Vec<Part>,
 }
 
-struct Running {
-    addr: Addr<PartitionActor>,
+pub(crate) struct Running {
+    pub(crate) addr: Addr<PartitionActor>,
     revoked: Arc<AtomicBool>,
+    /// Takes part in transaction rounds (exactly once; see `transaction::Join`).
+    pub(crate) joined: bool,
 }
 
 /// The coordinator actor; see the module doc.
@@ -131,10 +137,16 @@ pub struct Coordinator {
     stopping: HashMap<(Arc<str>, i32), oneshot::Receiver<()>>,
     by_topic: HashMap<String, Vec<AgentRef>>,
     next_worker: usize,
-    partitions: HashMap<(Arc<str>, i32), Running>,
-    consumer: Option<Arc<NodeConsumer>>,
+    pub(crate) partitions: HashMap<(Arc<str>, i32), Running>,
+    pub(crate) consumer: Option<Arc<NodeConsumer>>,
     stopping_all: bool,
     meters: HashMap<String, RateMeter>,
+    /// This actor's address, for partitions that join transaction rounds.
+    me: Option<Addr<Coordinator>>,
+    /// The transactional producer failed for good: no more rounds.
+    pub(crate) broken: bool,
+    /// A round from the commit interval is waiting or under way.
+    pub(crate) round_queued: bool,
 }
 
 impl Coordinator {
@@ -158,6 +170,9 @@ impl Coordinator {
             consumer: None,
             stopping_all: false,
             meters: HashMap::new(),
+            me: None,
+            broken: false,
+            round_queued: false,
         }
     }
 
@@ -311,14 +326,19 @@ impl Coordinator {
             revoked: revoked.clone(),
             settings: self.init.settings.clone(),
             metrics: self.init.metrics.clone(),
+            join: self.me.clone().filter(|_| self.init.transactions.is_some()),
         };
         let worker = &self.init.workers[self.next_worker % self.init.workers.len()];
         self.next_worker += 1;
         let addr = PartitionActor::start_in_arbiter(worker, move |_| PartitionActor::new(init));
-        if let Some(old) = self
-            .partitions
-            .insert((topic, partition), Running { addr, revoked })
-        {
+        if let Some(old) = self.partitions.insert(
+            (topic, partition),
+            Running {
+                addr,
+                revoked,
+                joined: false,
+            },
+        ) {
             old.revoked.store(true, Ordering::SeqCst);
             old.addr.do_send(Stop);
         }
@@ -330,16 +350,20 @@ impl Coordinator {
         ctx: &mut Context<Self>,
         done: impl FnOnce() + 'static,
     ) {
-        let stops: Vec<_> = keys
-            .iter()
-            .filter_map(|k| self.partitions.remove(k))
-            .map(|r| {
+        for k in &keys {
+            if let Some(r) = self.partitions.get(k) {
                 r.revoked.store(true, Ordering::SeqCst);
-                r.addr.send(Stop)
-            })
-            .collect();
+            }
+        }
+        // Exactly once: the leaving partitions commit with everyone else first (their Prepare
+        // is ahead of their Stop in the mailbox); at least once, each commits on Stop.
         let timeout = self.init.stop_timeout;
-        ctx.wait(
+        ctx.wait(self.round().then(move |_, act, _| {
+            let stops: Vec<_> = keys
+                .iter()
+                .filter_map(|k| act.partitions.remove(k))
+                .map(|r| r.addr.send(Stop))
+                .collect();
             async move {
                 if tokio::time::timeout(timeout, join_all(stops))
                     .await
@@ -348,9 +372,9 @@ impl Coordinator {
                     tracing::error!(?timeout, "partitions did not stop in time");
                 }
             }
-            .into_actor(self)
-            .map(move |_, _, _| done()),
-        );
+            .into_actor(act)
+            .map(move |_, _, _| done())
+        }));
     }
 
     fn tick(&mut self) {
@@ -379,16 +403,25 @@ impl Coordinator {
             .map(|(k, _)| k.clone())
             .collect();
         for (topic, partition) in dead {
-            self.partitions.remove(&(topic.clone(), partition));
             let Some(consumer) = self.consumer.clone() else {
                 continue;
             };
-            let start = self
-                .init
-                .store
-                .next_offset(&topic, partition)
-                .ok()
-                .flatten();
+            let start = match self.init.transactions {
+                // The store may lag Kafka (it is updated after a commit): Kafka is the truth.
+                // No answer: try again at the next tick. No commit yet: from the start.
+                Some(_) => match group_offset(&consumer, &topic, partition, Duration::from_secs(5))
+                {
+                    Ok(start) => Some(start.unwrap_or(0)),
+                    Err(()) => continue,
+                },
+                None => self
+                    .init
+                    .store
+                    .next_offset(&topic, partition)
+                    .ok()
+                    .flatten(),
+            };
+            self.partitions.remove(&(topic.clone(), partition));
             tracing::error!(%topic, partition, ?start,
                 "partition actor stopped on its own; restarting it from its last commit");
             match PartitionReader::split(&consumer, topic.clone(), partition) {
@@ -416,6 +449,12 @@ impl Actor for Coordinator {
             }
         }
         ctx.run_interval(Duration::from_secs(1), |act, _| act.tick());
+        self.me = Some(ctx.address());
+        if self.init.transactions.is_some() {
+            ctx.run_interval(self.init.settings.commit_interval, |act, ctx| {
+                act.tick_round(ctx)
+            });
+        }
     }
 }
 
@@ -527,4 +566,29 @@ impl Handler<StopAll> for Coordinator {
             }),
         )
     }
+}
+
+/// The group's committed offset of one partition (`None`: none yet; `Err`: no answer, logged).
+fn group_offset(
+    consumer: &NodeConsumer,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<Option<i64>, ()> {
+    use rdkafka::consumer::Consumer;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let list = consumer.committed_offsets(tpl, timeout);
+    let offset = match &list {
+        Ok(l) => match l.elements().first().map(|e| e.offset()) {
+            Some(rdkafka::Offset::Offset(o)) => Ok(Some(o)),
+            _ => Ok(None),
+        },
+        Err(e) => {
+            tracing::error!(%topic, partition, error = %e, "cannot read the group's offset");
+            Err(())
+        }
+    };
+    drop(list);
+    offset
 }

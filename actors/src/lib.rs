@@ -29,6 +29,7 @@
 //! - [`policy`]: what happens to events that cannot be processed (skip, dead-letter, stop).
 //! - [`repartition`]: `group_by`, re-keying a stream through an internal topic.
 //! - [`record`]: the owned record that crosses actors.
+//! - [`transaction`]: exactly once: node-wide commit rounds in one Kafka transaction.
 //! - [`metrics`] and [`throughput`]: Prometheus metrics and the rate meter.
 //! - [`error`]: this crate's one error type.
 //! - `hot_path`: the hot path's steps, exposed (hidden) for the criterion micro-benchmarks.
@@ -57,6 +58,7 @@ mod standby;
 pub mod store;
 pub mod table;
 pub mod throughput;
+pub mod transaction;
 pub mod window;
 mod windowed;
 
@@ -76,6 +78,7 @@ pub use record::{Header, Record};
 pub use shard::TableSet;
 pub use store::{OnClusterMismatch, Store};
 pub use table::{GlobalTable, GlobalView, Table, TableSpec, TableView};
+pub use transaction::Transactions;
 pub use window::{
     Clock, EventTime, ManualClock, SystemClock, Window, WindowKind, WindowResult, WindowedTable,
 };

@@ -50,6 +50,10 @@ pub struct Metrics {
     pub recovery_remaining_records: IntGaugeVec,
     /// How long restoring a partition's tables took.
     pub recovery_seconds: Histogram,
+    /// Exactly-once transactions by result (`committed`, `aborted`, `fatal`).
+    pub transactions_total: IntCounterVec,
+    /// How long a transaction's commit round took (partitions paused, offsets sent, committed).
+    pub transaction_seconds: Histogram,
     /// Changelog records applied while restoring.
     pub recovery_records_total: IntCounter,
     /// Partitions that became active here while this node held a standby of them.
@@ -120,6 +124,17 @@ impl Metrics {
         )
         .map_err(|source| Error::Metrics { source })?;
         reg(Box::new(recovery_seconds.clone()))?;
+        let transaction_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "faust_transaction_seconds",
+                "Time of an exactly-once commit round, partitions paused to commit or abort",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+        )
+        .map_err(|source| Error::Metrics { source })?;
+        reg(Box::new(transaction_seconds.clone()))?;
         let recovery_records_total = IntCounter::new(
             "faust_recovery_records_total",
             "Changelog records applied while restoring",
@@ -223,6 +238,13 @@ impl Metrics {
                 &["table", "partition"]
             ),
             recovery_seconds,
+            transactions_total: vec_metric!(
+                IntCounterVec,
+                "faust_transactions_total",
+                "Exactly-once transactions, by result (committed, aborted, fatal)",
+                &["result"]
+            ),
+            transaction_seconds,
             recovery_records_total,
             standby_promotions_total,
             standby_records_total,

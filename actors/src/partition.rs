@@ -42,6 +42,7 @@ use crate::reader::PartitionReader;
 use crate::record::Record;
 
 mod cycle;
+mod exactly;
 
 /// Tuning of partition actors, from the node's config.
 #[derive(Debug, Clone)]
@@ -56,6 +57,8 @@ pub struct PartitionSettings {
     pub retry_backoff_max: Duration,
     /// Clean cache entries kept per table and partition after a commit.
     pub cache_keys: usize,
+    /// Commits are node-wide Kafka transactions (see `transaction`), not this actor's cycle.
+    pub exactly_once: bool,
 }
 
 /// One agent of the partition: its actor and the metrics of its events.
@@ -134,6 +137,15 @@ pub(crate) struct PartitionActor {
     counted: bool,
     settings: PartitionSettings,
     metrics: Metrics,
+    /// Exactly once: the coordinator whose transaction rounds this partition joins.
+    join: Option<Addr<crate::coordinator::Coordinator>>,
+    /// Exactly once: uncommitted work was dropped outside a round, so the open transaction
+    /// holds outputs of events that will be processed again: the next round must abort.
+    poisoned: bool,
+    /// Exactly once: paused in a round until its decision.
+    in_round: bool,
+    /// Records that arrived during a round, handled after its decision.
+    deferred: Vec<Record>,
 }
 
 /// Opens a partition's tables and outbox (at start, and after a lost batch).
@@ -157,6 +169,8 @@ pub(crate) struct PartitionInit {
     pub(crate) revoked: Arc<AtomicBool>,
     pub(crate) settings: PartitionSettings,
     pub(crate) metrics: Metrics,
+    /// Exactly once: the coordinator to join (see `transaction::Join`).
+    pub(crate) join: Option<Addr<crate::coordinator::Coordinator>>,
 }
 
 impl PartitionActor {
@@ -187,6 +201,10 @@ impl PartitionActor {
             counted: false,
             settings: init.settings,
             metrics: init.metrics,
+            join: init.join,
+            poisoned: false,
+            in_round: false,
+            deferred: Vec::new(),
         }
     }
 
@@ -229,6 +247,14 @@ impl PartitionActor {
         if self.seek_on_start {
             self.rewind(ctx);
         }
+        match self.join.clone() {
+            Some(coordinator) => self.join_rounds(ctx, coordinator),
+            None => self.start_reading(ctx),
+        }
+    }
+
+    /// Reads the partition's queue and runs the commit interval.
+    fn start_reading(&mut self, ctx: &mut Context<Self>) {
         let reader = self.reader.clone();
         // Batching agents: wait (at most `within`) for `n` records before handing them over.
         let take = self
@@ -467,6 +493,7 @@ impl PartitionActor {
                     "revoked while an event kept failing: dropping uncommitted work; the next \
                      owner resumes from the last commit");
                 work.tables.discard();
+                act.poison();
                 act.work = Some(work);
                 act.next = act.stored;
             }
@@ -476,6 +503,7 @@ impl PartitionActor {
                     Some(offset) => act.next = Some(offset),
                     None => {
                         work.tables.discard();
+                        act.poison();
                         act.next = act.stored;
                     }
                 }
@@ -502,8 +530,15 @@ impl PartitionActor {
         ctx.wait(self.commit(true).map(|_, _, _| ()));
     }
 
-    /// Drops uncommitted state and seeks back to the last commit.
+    /// Drops uncommitted state and seeks back to the last commit (exactly once: the open
+    /// transaction must abort too).
     fn rewind(&mut self, ctx: &mut Context<Self>) {
+        self.poison();
+        self.seek_back(ctx);
+    }
+
+    /// Drops uncommitted state and seeks back to the last commit.
+    fn seek_back(&mut self, ctx: &mut Context<Self>) {
         match &mut self.work {
             Some(work) => {
                 work.tables.discard();
@@ -575,6 +610,13 @@ impl Actor for PartitionActor {
 impl StreamHandler<Vec<Record>> for PartitionActor {
     fn handle(&mut self, batch: Vec<Record>, ctx: &mut Self::Context) {
         // After Stop, records stay uncommitted and go to the partition's next owner.
+        if self.in_round {
+            // actix runs a wait registered by a message handler (the round's Prepare) only
+            // from its next turn, so a batch can arrive while the partition is paused in a
+            // round: it waits for the round's decision.
+            self.deferred.extend(batch);
+            return;
+        }
         if !self.stopping && !self.halted {
             ctx.wait(self.process(batch));
         }
@@ -587,6 +629,10 @@ impl Handler<Forward> for PartitionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Forward, ctx: &mut Self::Context) {
+        if self.in_round {
+            self.deferred.push(msg.0);
+            return;
+        }
         if !self.stopping && !self.halted && self.next.is_none_or(|n| msg.0.offset >= n) {
             ctx.wait(self.process(vec![msg.0]));
         }

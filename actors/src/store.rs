@@ -168,6 +168,28 @@ impl Store {
         &self.path
     }
 
+    /// This store's node id: made once, kept in the store. A node restarted on its store gets
+    /// the same id, so its transactional producer (`<app>-<node id>`) fences the crashed
+    /// instance at once and aborts its open transaction, instead of waiting out its timeout.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub fn node_id(&self) -> Result<String> {
+        const KEY: &[u8] = b"m/node-id";
+        if let Some(id) = self.db.get(KEY).map_err(|e| Error::store(&self.path, e))? {
+            return Ok(String::from_utf8_lossy(&id).into_owned());
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let id = format!("{:x}", nanos ^ (u128::from(std::process::id()) << 64));
+        self.db
+            .insert(KEY, id.as_bytes())
+            .and_then(|_| self.db.flush().map(|_| ()))
+            .map_err(|e| Error::store(&self.path, e))?;
+        Ok(id)
+    }
+
     /// The next offset of `topic`/`partition` whose effects the store holds, if it has any.
     ///
     /// # Errors

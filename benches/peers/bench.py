@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from procs import stat as process_stat
 import report
 import systems
-from systems import FAUST_BENCH, SYSTEMS
+from systems import EOS_SYSTEMS, FAUST_BENCH, SYSTEMS
 
 PARTITIONS = 4
 
@@ -55,7 +55,10 @@ class Broker:
         c = self.readers.get(group)
         if c is None:
             # A consumer that never subscribes: it reads the group's offsets without joining.
-            c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
+            # read_uncommitted: the offsets committed so far, without waiting for an open
+            # transaction that holds newer ones.
+            c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group,
+                          "isolation.level": "read_uncommitted"})
             self.readers[group] = c
         try:
             tps = c.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=5)
@@ -95,15 +98,17 @@ def broker_cpu(pidfile):
     return st[1] if st else 0.0
 
 
-def run_one(args, broker, system, workload, total, kstreams_cp):
-    """One system on one workload: throughput, CPU, peak RSS and the correctness check."""
-    tag = f"{system}-{workload}"
+def run_one(args, broker, system, workload, total, kstreams_cp, eos=False):
+    """One system on one workload: throughput, CPU, peak RSS and the correctness check (exactly
+    once: also no repeated output)."""
+    tag = f"{system}-{workload}" + ("-eos" if eos else "")
     group, output = f"bench-{tag}", f"bench-{tag}-out"
     broker.create(output)
-    row = {"system": system, "workload": workload.upper(), "guarantee": "at-least-once"}
+    guarantee = "exactly-once" if eos else "at-least-once"
+    row = {"system": system, "workload": workload.upper(), "guarantee": guarantee}
     procs = systems.start(
         system, broker=broker.bootstrap, workload=workload, input_topic=args.topic,
-        output=output, group=group, work=args.work, kstreams_cp=kstreams_cp,
+        output=output, group=group, work=args.work, kstreams_cp=kstreams_cp, eos=eos,
     )
     b0 = broker_cpu(args.broker_pid)
     try:
@@ -114,6 +119,7 @@ def run_one(args, broker, system, workload, total, kstreams_cp):
         if system != "ceiling":
             verify = [FAUST_BENCH, "verify", "--broker", broker.bootstrap, "--topic", output,
                       "--workload", workload, "--truth", args.truth, "--wait", "20"]
+            verify += ["--no-duplicates"] if eos else []
             out = subprocess.run(verify, capture_output=True, text=True)
             if out.returncode != 0:
                 raise RuntimeError("wrong output: " + (out.stderr or out.stdout).strip()[-400:])
@@ -164,6 +170,8 @@ def main():
     p.add_argument("--kstreams", required=True, help="the Kafka Streams peer's build directory")
     p.add_argument("--systems", default=",".join(SYSTEMS))
     p.add_argument("--workloads", default="a,b")
+    p.add_argument("--guarantees", default="alo,eos",
+                   help="alo (at least once) and/or eos (exactly once, for " + ", ".join(EOS_SYSTEMS) + ")")
     p.add_argument("--latency-seconds", type=int, default=20)
     p.add_argument("--no-latency", action="store_true")
     p.add_argument("--mode", default="full")
@@ -184,11 +192,17 @@ def main():
         for system in chosen:
             if workload == "b" and system == "ceiling":
                 continue
-            log(f"running {system} on workload {workload.upper()} ({total} records)")
-            rows.append(run_one(args, broker, system, workload, total, kstreams_cp))
+            wanted = args.guarantees.split(",")
+            if "alo" in wanted:
+                log(f"running {system} on workload {workload.upper()} ({total} records)")
+                rows.append(run_one(args, broker, system, workload, total, kstreams_cp))
+            if "eos" in wanted and system in EOS_SYSTEMS:
+                log(f"running {system} exactly once on workload {workload.upper()}")
+                rows.append(run_one(args, broker, system, workload, total, kstreams_cp, eos=True))
     if not args.no_latency:
         for row in rows:
-            if row["workload"] == "A" and row["system"] != "ceiling" and row["status"] == "ok":
+            if (row["workload"] == "A" and row["system"] != "ceiling" and row["status"] == "ok"
+                    and row["guarantee"] == "at-least-once"):
                 rate = 0.5 * row["events"] / row["seconds"]
                 row["latency"] = run_latency(args, broker, row["system"], rate, kstreams_cp)
     with open(os.path.join(args.work, "results.json"), "w") as f:

@@ -153,6 +153,23 @@ pub struct ProcessingConfig {
     /// Longest wait for partitions to commit and stop, on revoke and at shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// `at_least_once` (the default: after a crash some events are processed again) or
+    /// `exactly_once` (each commit is one Kafka transaction: outputs, changelog writes and
+    /// source offsets; readers use `read_committed`). Needs a real Kafka broker.
+    pub guarantee: Guarantee,
+}
+
+/// `processing.guarantee`: what a crash may do to outputs and tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Every event is processed at least once: a crash replays the events after the last
+    /// commit, so outputs can repeat (tables are exact: their writes commit with the offset).
+    #[default]
+    AtLeastOnce,
+    /// Every event's effects (outputs, table writes, offset) commit together in one Kafka
+    /// transaction (KIP-447: one transactional producer per node), or not at all.
+    ExactlyOnce,
 }
 
 impl Default for ProcessingConfig {
@@ -164,6 +181,7 @@ impl Default for ProcessingConfig {
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
+            guarantee: Guarantee::AtLeastOnce,
         }
     }
 }
@@ -362,6 +380,14 @@ impl Config {
                 ),
             );
         }
+        if self.processing.guarantee == Guarantee::ExactlyOnce && self.broker.is_embedded() {
+            bad(
+                "processing.guarantee",
+                "exactly_once needs a real Kafka broker: the embedded mock cluster has no \
+                 read_committed isolation"
+                    .into(),
+            );
+        }
         if self.processing.max_batch == 0 {
             bad("processing.max_batch", "must be at least 1".into());
         }
@@ -402,4 +428,6 @@ pub const OWNED_KEYS: &[&str] = &[
     "enable.auto.offset.store",
     "partition.assignment.strategy",
     "enable.partition.eof",
+    "isolation.level",
+    "transactional.id",
 ];

@@ -344,6 +344,9 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str) -> HashMap<i32, i64>
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
+        // The offsets committed so far, without waiting for an open transaction that holds
+        // newer ones (librdkafka's default, read_committed, waits for it to end).
+        .set("isolation.level", "read_uncommitted")
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
@@ -355,7 +358,12 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str) -> HashMap<i32, i64>
     let got = loop {
         match consumer.committed_offsets(tpl.clone(), TIMEOUT) {
             Ok(got) => break got,
-            Err(e) if start.elapsed() < TIMEOUT && is_coordinator_moving(&e) => {
+            Err(e)
+                if start.elapsed() < TIMEOUT
+                    && (is_coordinator_moving(&e)
+                        || e.rdkafka_error_code()
+                            == Some(rdkafka::types::RDKafkaErrorCode::OperationTimedOut)) =>
+            {
                 std::thread::sleep(Duration::from_millis(100))
             }
             Err(e) => panic!("committed offsets of group {group}: {e}"),

@@ -14,6 +14,10 @@ impl PartitionActor {
     /// finds the last one unfinished is skipped. Resolves to whether everything was committed
     /// (for a non-durable cycle: whether the first half succeeded).
     pub(super) fn commit(&mut self, durable: bool) -> ResponseActFuture<Self, bool> {
+        if self.settings.exactly_once {
+            // Exactly once, commits are the coordinator's transaction rounds.
+            return Box::pin(fut::ready(true));
+        }
         let flushing = self.flushing.load(Ordering::SeqCst);
         if !self.needs_commit() || (flushing && !durable) {
             return match (durable, self.tail.clone()) {

@@ -23,9 +23,12 @@ pub struct Args {
     /// Bootstrap servers.
     #[arg(long)]
     broker: String,
-    /// The input topic (created; it must not exist).
+    /// The input topic (created; it must not exist, unless `--existing`).
     #[arg(long, default_value = "page_views")]
     topic: String,
+    /// The topic exists already (say, created by nodes waiting for input) with `--partitions`.
+    #[arg(long)]
+    existing: bool,
     /// Partitions of the input topic.
     #[arg(long, default_value_t = 4)]
     partitions: i32,
@@ -64,7 +67,9 @@ pub fn run(args: &Args) -> Result<()> {
     // Event times end two minutes ago: Kafka rejects timestamps more than an hour ahead, and
     // windows stay aligned to 10 s.
     let first = (now - args.records as i64 - 150_000) / WINDOW_MS * WINDOW_MS;
-    create_topic(&args.broker, &args.topic, args.partitions)?;
+    if !args.existing {
+        create_topic(&args.broker, &args.topic, args.partitions)?;
+    }
     let producer: ThreadedProducer<_> = ClientConfig::new()
         .set("bootstrap.servers", &args.broker)
         .set("linger.ms", "50")

@@ -33,6 +33,18 @@ pub struct Args {
     /// How long to wait, in seconds, for the output to become complete.
     #[arg(long, default_value_t = 30)]
     wait: u64,
+    /// `--topic` is the table's changelog, not the output: workload A's `page_counts`, whose
+    /// last value per URL must be the true count; or B's `clicks_per_window`, where no window
+    /// may ever hold more than its true count and each closed value written must equal it (a
+    /// window closed and deleted within one commit leaves only its deletion: its final value
+    /// is checked in the output).
+    #[arg(long)]
+    changelog: bool,
+    /// Also reject any repeated output: A's counts of a URL must only grow (a count seen again
+    /// means events were counted again from an older table; Kafka Streams' cache skips some
+    /// counts, so gaps are allowed), and B's windows must each close once (exactly once).
+    #[arg(long)]
+    no_duplicates: bool,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +72,8 @@ pub fn run(args: &Args) -> Result<()> {
         crate::reader(config, &args.broker, &args.topic, Offset::Beginning)?;
     let deadline = Instant::now() + Duration::from_secs(args.wait);
     let (mut seen, mut records, mut bad) = (HashMap::new(), 0u64, 0u64);
+    let (mut repeats, mut repeated) = (0u64, Vec::<String>::new());
+    let mut peaks: HashMap<String, u64> = HashMap::new();
     loop {
         // Read to the current end of every partition.
         let ends: Vec<i64> = (0..partitions)
@@ -77,26 +91,52 @@ pub fn run(args: &Args) -> Result<()> {
             let m = m?;
             positions[m.partition() as usize] = m.offset() + 1;
             records += 1;
-            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-            let value = m.payload().unwrap_or_default();
-            let parsed = match args.workload {
-                Workload::A => serde_json::from_slice::<Count>(value).map(|c| (key, c.count)),
-                Workload::B => serde_json::from_slice::<Closed>(value)
-                    .map(|c| (window_key(&key, c.start), c.value)),
+            let parsed = match args.changelog {
+                true => changelog_entry(args.workload, &m).map(|e| {
+                    e.and_then(|(k, n, closed)| {
+                        let top = peaks.entry(k.clone()).or_insert(0);
+                        *top = (*top).max(n);
+                        closed.then_some((k, n))
+                    })
+                }),
+                false => output_entry(args.workload, &m).map_err(|_| ()),
             };
             match parsed {
-                Ok((k, n)) if !k.starts_with(FLUSH_KEY) => {
+                Ok(Some((k, n))) if !k.starts_with(FLUSH_KEY) => {
+                    if args.no_duplicates {
+                        let last = seen.get(&k).copied();
+                        let next_ok = match args.workload {
+                            Workload::A => n > last.unwrap_or(0),
+                            Workload::B => last.is_none(),
+                        };
+                        if !next_ok && repeated.len() < 5 {
+                            repeated.push(format!("{k}: {n} after {last:?}"));
+                        }
+                        repeats += u64::from(!next_ok);
+                    }
                     seen.insert(k, n);
                 }
                 Ok(_) => {}
                 Err(_) => bad += 1,
             }
         }
-        let diff = differences(&expected, &seen);
+        let diff = match (args.changelog, args.workload) {
+            (true, Workload::B) => window_history(&expected, &seen, &peaks),
+            _ => differences(&expected, &seen),
+        };
+        if repeats > 0 {
+            bail!(
+                "{repeats} repeated outputs (not exactly once); first: {}",
+                repeated.join(", ")
+            );
+        }
         if diff.is_empty() && bad == 0 {
             println!(
                 "verified: {} keys equal the true counts ({records} output records)",
-                expected.len()
+                match (args.changelog, args.workload) {
+                    (true, Workload::B) => seen.len(),
+                    _ => expected.len(),
+                }
             );
             return Ok(());
         }
@@ -140,5 +180,74 @@ fn differences(expected: &HashMap<String, u64>, seen: &HashMap<String, u64>) -> 
         out.push(format!("{k}: not in the input"));
     }
     out.sort();
+    out
+}
+
+/// An output record as (key, value): A's `{"url", "count"}`, B's `{"start", "value"}`.
+fn output_entry(
+    workload: Workload,
+    m: &rdkafka::message::BorrowedMessage<'_>,
+) -> serde_json::Result<Option<(String, u64)>> {
+    let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+    let value = m.payload().unwrap_or_default();
+    Ok(Some(match workload {
+        Workload::A => (key, serde_json::from_slice::<Count>(value)?.count),
+        Workload::B => {
+            let c = serde_json::from_slice::<Closed>(value)?;
+            (window_key(&key, c.start), c.value)
+        }
+    }))
+}
+
+/// A changelog record as (key, value, closed); `None` for a deletion or B's stream time. Layouts: A is URL -> JSON count; B is `0x01 | start ^ sign bit | URL` ->
+/// `state (1 open, 2 closed) | JSON count` (`faust_actors` windowed tables).
+fn changelog_entry(
+    workload: Workload,
+    m: &rdkafka::message::BorrowedMessage<'_>,
+) -> std::result::Result<Option<(String, u64, bool)>, ()> {
+    let (Some(key), Some(value)) = (m.key(), m.payload()) else {
+        return Ok(None);
+    };
+    match workload {
+        Workload::A => {
+            let n = serde_json::from_slice(value).map_err(|_| ())?;
+            Ok(Some((String::from_utf8_lossy(key).into_owned(), n, true)))
+        }
+        Workload::B => match (key.split_first(), value.split_first()) {
+            (Some((1, rest)), Some((&state, count))) if rest.len() >= 8 => {
+                let (time, url) = rest.split_at(8);
+                let raw = u64::from_be_bytes(time.try_into().map_err(|_| ())?);
+                let start = (raw ^ (1 << 63)) as i64;
+                let n = serde_json::from_slice(count).map_err(|_| ())?;
+                let key = window_key(&String::from_utf8_lossy(url), start);
+                Ok(Some((key, n, state == 2)))
+            }
+            (Some((0, _)), _) => Ok(None),
+            _ => Err(()),
+        },
+    }
+}
+
+/// B's changelog history against the truth: no window above its true count, every closed value
+/// equal to it, none outside the input, and at least one closed window seen.
+fn window_history(
+    expected: &HashMap<String, u64>,
+    closed: &HashMap<String, u64>,
+    peaks: &HashMap<String, u64>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, top) in peaks.iter().filter(|(k, _)| !k.starts_with(FLUSH_KEY)) {
+        match expected.get(k) {
+            None => out.push(format!("{k}: not in the input")),
+            Some(n) if top > n => out.push(format!("{k}: reached {top} (true {n})")),
+            Some(n) => match closed.get(k) {
+                Some(c) if c != n => out.push(format!("{k}: closed at {c} (true {n})")),
+                _ => {}
+            },
+        }
+    }
+    if closed.is_empty() {
+        out.push("no closed window in the changelog".into());
+    }
     out
 }

@@ -1,0 +1,179 @@
+//! The partition's side of exactly-once rounds (see `transaction`): join between rounds,
+//! prepare and vote, then apply the decision.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::PartitionActor;
+use crate::changelog::applied_key;
+use crate::commit::write_changelogs;
+use crate::coordinator::Coordinator;
+use crate::transaction::{Join, Outcome, Prepare, Vote};
+
+/// What a partition wrote to the transaction and keeps for the store until the decision.
+struct Prepared {
+    batch: sled::Batch,
+    counts: Vec<(Arc<str>, u64, i64)>,
+    wrote: bool,
+}
+
+impl PartitionActor {
+    /// Exactly once: uncommitted work was dropped outside a round (see the field's doc).
+    pub(super) fn poison(&mut self) {
+        if self.settings.exactly_once && !self.poisoned {
+            tracing::warn!(topic = %self.topic, partition = self.partition,
+                "uncommitted work dropped: the open transaction will abort");
+            self.poisoned = true;
+        }
+    }
+
+    /// Joins the coordinator's rounds, then starts reading (a round is never under way when
+    /// the coordinator answers, so nothing read here falls into a round that leaves it out).
+    pub(super) fn join_rounds(&mut self, ctx: &mut Context<Self>, coordinator: Addr<Coordinator>) {
+        let join = Join {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            addr: ctx.address(),
+        };
+        ctx.wait(
+            fut::wrap_future(coordinator.send(join)).map(|joined, act: &mut Self, ctx| {
+                if matches!(joined, Ok(true)) {
+                    act.start_reading(ctx);
+                } else {
+                    tracing::info!(topic = %act.topic, partition = act.partition,
+                        "not joining transaction rounds: the partition was revoked meanwhile");
+                }
+            }),
+        );
+    }
+
+    /// Writes this partition's part of the round (outputs acknowledged, changelogs written
+    /// inside the transaction), votes, and waits for the decision while holding the partition.
+    fn prepare(&mut self, msg: Prepare) -> ResponseActFuture<Self, ()> {
+        let Prepare { vote, decision } = msg;
+        self.in_round = true;
+        let (topic, partition, next) = (self.topic.clone(), self.partition, self.next);
+        let moved = self.next != self.stored;
+        let plan = match (self.poisoned, self.work.as_mut()) {
+            (true, _) => Err("uncommitted work was dropped outside a commit".to_string()),
+            (false, None) => Err("the partition's state is away".to_string()),
+            (false, Some(work)) => match work.tables.stage(next) {
+                Ok(staged) => Ok((work.outbox.take_pending(), work.outbox.producer(), staged)),
+                Err(e) => Err(format!("cannot encode table entries: {e}")),
+            },
+        };
+        let first = async move {
+            let (deliveries, producer, staged) = plan?;
+            let wrote = moved || !deliveries.is_empty() || !staged.changes.is_empty();
+            for delivery in deliveries {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => return Err(format!("an output was not delivered: {e}")),
+                    Err(_) => return Err("the producer dropped an output record".into()),
+                }
+            }
+            let logs = write_changelogs(producer, partition, &staged.changes)
+                .await
+                .map_err(|step| step.to_string())?;
+            let mut batch = staged.batch;
+            for (table, n) in logs {
+                batch.insert(applied_key(&table), &n.to_be_bytes());
+            }
+            Ok(Prepared {
+                batch,
+                counts: staged.counts,
+                wrote,
+            })
+        };
+        Box::pin(first.into_actor(self).then(move |prepared, _act, _| {
+            let ballot = match &prepared {
+                Ok(p) => Vote::Ready {
+                    topic: topic.clone(),
+                    partition,
+                    next,
+                    wrote: p.wrote,
+                },
+                Err(why) => Vote::Abort(format!("{topic}[{partition}]: {why}")),
+            };
+            // A round that ended without this vote (it timed out) has aborted.
+            let late = vote.send(ballot).is_err();
+            tracing::debug!(%topic, partition, ?next, late, "voted");
+            fut::wrap_future(decision).map(move |outcome, act: &mut Self, ctx| {
+                let outcome = outcome.unwrap_or(Outcome::Aborted);
+                act.decided(ctx, outcome, prepared, late);
+            })
+        }))
+    }
+
+    /// Applies a round's decision (see `transaction`).
+    fn decided(
+        &mut self,
+        ctx: &mut Context<Self>,
+        outcome: Outcome,
+        prepared: Result<Prepared, String>,
+        late: bool,
+    ) {
+        tracing::debug!(topic = %self.topic, partition = self.partition, ?outcome, "decided");
+        self.in_round = false;
+        match (outcome, prepared) {
+            (Outcome::Committed, Ok(prepared)) if !late => {
+                let Some(work) = self.work.as_mut() else {
+                    return;
+                };
+                // Committed in Kafka: only now does the store take the writes.
+                if let Err(e) = work.tables.tree().apply_batch(prepared.batch) {
+                    tracing::error!(topic = %self.topic, partition = self.partition, error = %e,
+                        "committed, but the store write failed: restarting the partition, \
+                         whose tables restore from the committed changelog");
+                    ctx.stop();
+                    return;
+                }
+                work.tables.committed(&prepared.counts);
+                for (table, _, delta) in &prepared.counts {
+                    let keys = self.metrics.table_keys.with_label_values(&[table]);
+                    keys.add(*delta);
+                }
+                if prepared.wrote {
+                    self.metrics.commits_total.inc();
+                }
+                self.stored = self.next;
+                self.committed = self.next;
+            }
+            (Outcome::Fatal, _) => {
+                if let Some(work) = self.work.as_mut() {
+                    work.tables.discard();
+                    let _ = work.outbox.take_pending();
+                }
+                self.next = self.stored;
+                if !self.halted {
+                    self.halt(ctx, "the transactional producer failed for good".into());
+                }
+            }
+            (_, _) => {
+                tracing::warn!(topic = %self.topic, partition = self.partition,
+                    resume_at = ?self.stored.or(self.first_seen),
+                    "transaction aborted: dropping uncommitted work and resuming from the last \
+                     commit");
+                // Records sent after a round that ended without this partition may sit in the
+                // next transaction: abort that one too.
+                self.poisoned = late;
+                // The records held during the round come again after the seek.
+                self.deferred.clear();
+                self.seek_back(ctx);
+            }
+        }
+        let held = std::mem::take(&mut self.deferred);
+        if !held.is_empty() && !self.stopping && !self.halted {
+            ctx.wait(self.process(held));
+        }
+    }
+}
+
+impl Handler<Prepare> for PartitionActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: Prepare, _ctx: &mut Self::Context) -> Self::Result {
+        AtomicResponse::new(self.prepare(msg))
+    }
+}

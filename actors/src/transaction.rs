@@ -1,0 +1,344 @@
+//! Exactly-once processing (`processing.guarantee = "exactly_once"`), the KIP-447 model: one
+//! transactional producer per node, whose transaction holds every partition's outputs and
+//! changelog writes since the last commit, and their source offsets
+//! (`send_offsets_to_transaction` with the consumer's group metadata, so a member fenced by a
+//! rebalance cannot commit).
+//!
+//! A producer has one open transaction, so the node commits in **rounds**, not per partition.
+//! The coordinator runs one every `commit_interval`, and on revoke and shutdown:
+//!
+//! 1. it sends [`Prepare`] to every partition actor that has joined ([`Join`]); each one finishes
+//!    its batch, waits for its outputs' acknowledgements, writes its dirty table entries to the
+//!    changelogs (inside the transaction) and votes with its next offset, then **stays paused**
+//!    (an atomic handler) until the round's decision;
+//! 2. if every partition voted ready, the coordinator sends the offsets to the transaction and
+//!    commits it; otherwise (a partition dropped work, a write failed, a vote timed out), or if
+//!    the commit fails, it aborts. Either way it opens the next transaction before deciding;
+//! 3. on `Committed` each partition applies its staged table entries and offset to sled: sled
+//!    only ever holds committed data. On `Aborted` each partition drops its uncommitted table
+//!    entries and seeks back to its last committed offset; sled, changelog and offsets are as
+//!    before. On `Fatal` (the producer was fenced, or broke) each partition halts: nothing
+//!    partial is ever committed.
+//!
+//! A partition joins only between rounds, so nothing it sends can fall into a transaction whose
+//! offsets leave it out. Anything that drops a partition's uncommitted work outside a round
+//! (an agent actor lost with its batch, a restart) poisons it: its next vote aborts the round,
+//! because the outputs of the dropped events are already in the open transaction.
+//!
+//! After a crash, the group's committed offset and the changelog up to its last stable offset
+//! (read with `read_committed`) are the truth; the store catches up from the changelog.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::channel::oneshot;
+use futures::future::{join_all, Shared};
+use futures::FutureExt;
+use rdkafka::consumer::{Consumer, ConsumerGroupMetadata};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, Producer};
+
+use crate::coordinator::Coordinator;
+use crate::error::{Error, Result};
+use crate::partition::PartitionActor;
+
+/// The node's transactional producer, with a transaction always open while partitions run.
+#[derive(Clone)]
+pub struct Transactions {
+    producer: FutureProducer,
+    /// Bound on each transactional call to the broker.
+    timeout: Duration,
+}
+
+impl Transactions {
+    /// Initialises transactions on `producer` (which fences an earlier producer with the same
+    /// `transactional.id` and aborts its open transaction) and opens the first one. Blocking.
+    ///
+    /// # Errors
+    /// The broker refused or did not answer within `timeout`.
+    pub fn open(producer: FutureProducer, timeout: Duration) -> Result<Self> {
+        producer
+            .init_transactions(timeout)
+            .map_err(|e| Error::kafka("initialising the transactional producer", e))?;
+        producer
+            .begin_transaction()
+            .map_err(|e| Error::kafka("opening the first transaction", e))?;
+        Ok(Transactions { producer, timeout })
+    }
+
+    /// The transactional producer: what partitions send through.
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Ends the open transaction, committing `offsets` with it, or aborting it when `abort`
+    /// says why; then opens the next one. Blocking. Retriable errors of the commit are retried
+    /// (bounded); abortable ones abort; fatal ones are [`Outcome::Fatal`].
+    fn finish(
+        &self,
+        offsets: &[(Arc<str>, i32, i64)],
+        group: Option<&ConsumerGroupMetadata>,
+        abort: Option<String>,
+    ) -> Outcome {
+        let reason = match abort {
+            Some(reason) => reason,
+            None => match self.commit(offsets, group) {
+                Ok(()) => return self.reopen(Outcome::Committed),
+                Err(e) if is_fatal(&e) => {
+                    tracing::error!(error = %e, "the transaction failed fatally (fenced by \
+                        another instance of this node, or the producer broke): halting every \
+                        partition, nothing of it is committed");
+                    return Outcome::Fatal;
+                }
+                Err(e) => format!("the commit failed: {e}"),
+            },
+        };
+        tracing::warn!(%reason, "aborting the transaction: every partition resumes from its \
+            last committed offset");
+        match self.producer.abort_transaction(self.timeout) {
+            Ok(()) => self.reopen(Outcome::Aborted),
+            Err(e) => {
+                tracing::error!(error = %e, "aborting the transaction failed: halting every \
+                    partition, nothing of it is committed");
+                Outcome::Fatal
+            }
+        }
+    }
+
+    fn commit(
+        &self,
+        offsets: &[(Arc<str>, i32, i64)],
+        group: Option<&ConsumerGroupMetadata>,
+    ) -> std::result::Result<(), KafkaError> {
+        if !offsets.is_empty() {
+            let Some(group) = group else {
+                return Err(KafkaError::Canceled);
+            };
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            for (topic, partition, next) in offsets {
+                tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*next))?;
+            }
+            self.producer
+                .send_offsets_to_transaction(&tpl, group, self.timeout)?;
+        }
+        fault_pause();
+        let mut tries = 0;
+        loop {
+            match self.producer.commit_transaction(self.timeout) {
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && tries < 3 => {
+                    tries += 1;
+                    tracing::warn!(error = %e, tries, "committing the transaction: retrying");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn reopen(&self, outcome: Outcome) -> Outcome {
+        match self.producer.begin_transaction() {
+            Ok(()) => outcome,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the next transaction: halting every \
+                    partition");
+                Outcome::Fatal
+            }
+        }
+    }
+}
+
+fn is_fatal(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::Transaction(t) if t.is_fatal())
+}
+
+/// Fault injection for the crash tests: `FAUST_FAULT_COMMIT_PAUSE_MS` makes every commit wait
+/// that long between sending the offsets and committing, announced on the log, so that a test
+/// can kill the node inside a commit. Unset, it costs one read of a cached value.
+fn fault_pause() {
+    static PAUSE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    let pause = PAUSE.get_or_init(|| {
+        std::env::var("FAUST_FAULT_COMMIT_PAUSE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+    });
+    if let Some(pause) = pause {
+        tracing::warn!(
+            ?pause,
+            "fault injection: pausing inside a transaction commit"
+        );
+        std::thread::sleep(*pause);
+    }
+}
+
+/// How a round ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Committed: partitions apply their staged writes to the store.
+    Committed,
+    /// Aborted: partitions drop uncommitted work and seek back to their last commit.
+    Aborted,
+    /// The producer cannot go on: partitions halt.
+    Fatal,
+}
+
+/// A round's decision, shared by every partition in it (a canceled one: no decision, abort).
+pub(crate) type Decision = Shared<oneshot::Receiver<Outcome>>;
+
+/// A partition's vote in a round.
+pub(crate) enum Vote {
+    /// Everything before `next` is written to the transaction; `wrote` when anything changed
+    /// since the last commit.
+    Ready {
+        topic: Arc<str>,
+        partition: i32,
+        next: Option<i64>,
+        wrote: bool,
+    },
+    /// The transaction must not commit, because of this.
+    Abort(String),
+}
+
+/// Asks a partition to finish its batch, write its changes to the transaction, vote, and wait
+/// for `decision`.
+pub(crate) struct Prepare {
+    pub(crate) vote: oneshot::Sender<Vote>,
+    pub(crate) decision: Decision,
+}
+
+impl Message for Prepare {
+    type Result = ();
+}
+
+/// A started partition asks to take part in rounds; it reads its queue once answered `true`.
+pub(crate) struct Join {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) addr: Addr<PartitionActor>,
+}
+
+impl Message for Join {
+    type Result = bool;
+}
+
+impl Handler<Join> for Coordinator {
+    type Result = bool;
+
+    fn handle(&mut self, msg: Join, _ctx: &mut Self::Context) -> bool {
+        match self.partitions.get_mut(&(msg.topic, msg.partition)) {
+            Some(running) if running.addr == msg.addr => {
+                running.joined = true;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Coordinator {
+    /// A round over every joined partition (see the module doc), as a future to run under
+    /// `ctx.wait`: it asks the partitions only when it starts, so rounds never overlap and a
+    /// partition's Prepare always belongs to the round under way. It resolves once the
+    /// decision is sent. Without transactions (at least once) it resolves at once.
+    pub(crate) fn round(&mut self) -> ResponseActFuture<Self, Outcome> {
+        let start = fut::ready(());
+        Box::pin(ActorFutureExt::then(start, |(), act: &mut Self, _| {
+            fut::wrap_future::<_, Self>(act.start_round())
+        }))
+    }
+
+    /// Asks every joined partition to prepare, now; the future decides the round.
+    fn start_round(&mut self) -> impl std::future::Future<Output = Outcome> + 'static {
+        let txn = self.init.transactions.clone().filter(|_| !self.broken);
+        let (decide, decision) = oneshot::channel();
+        let decision = decision.shared();
+        let votes: Vec<_> = match &txn {
+            None => Vec::new(),
+            Some(_) => self
+                .partitions
+                .values()
+                .filter(|r| r.joined)
+                .map(|r| {
+                    let (vote, voted) = oneshot::channel();
+                    let decision = decision.clone();
+                    r.addr.do_send(Prepare { vote, decision });
+                    voted
+                })
+                .collect(),
+        };
+        tracing::debug!(partitions = votes.len(), "transaction round");
+        let group = self.consumer.as_ref().and_then(|c| c.group_metadata());
+        let (bound, metrics) = (self.init.stop_timeout, self.init.metrics.clone());
+        async move {
+            let Some(txn) = txn else {
+                return Outcome::Committed;
+            };
+            let started = Instant::now();
+            let (mut offsets, mut abort, mut wrote) = (Vec::new(), None, false);
+            match tokio::time::timeout(bound, join_all(votes)).await {
+                Err(_) => abort = Some(format!("partitions did not vote within {bound:?}")),
+                Ok(votes) => {
+                    for vote in votes {
+                        match vote {
+                            Ok(Vote::Ready {
+                                topic,
+                                partition,
+                                next,
+                                wrote: w,
+                            }) => {
+                                wrote |= w;
+                                offsets.extend(next.map(|n| (topic, partition, n)));
+                            }
+                            Ok(Vote::Abort(why)) => abort = abort.or(Some(why)),
+                            Err(_) => {
+                                abort = abort.or(Some("a partition stopped mid-transaction".into()))
+                            }
+                        }
+                    }
+                }
+            }
+            if !wrote && abort.is_none() {
+                // Nothing was sent since the last commit: the open transaction stays open.
+                let _ = decide.send(Outcome::Committed);
+                return Outcome::Committed;
+            }
+            let outcome =
+                tokio::task::spawn_blocking(move || txn.finish(&offsets, group.as_ref(), abort))
+                    .await
+                    .unwrap_or(Outcome::Fatal);
+            let result = match outcome {
+                Outcome::Committed => "committed",
+                Outcome::Aborted => "aborted",
+                Outcome::Fatal => "fatal",
+            };
+            metrics
+                .transactions_total
+                .with_label_values(&[result])
+                .inc();
+            metrics
+                .transaction_seconds
+                .observe(started.elapsed().as_secs_f64());
+            let _ = decide.send(outcome);
+            outcome
+        }
+    }
+
+    /// Runs a round at the commit interval, unless one is already waiting or under way (ticks
+    /// missed during a long round do not pile up).
+    pub(crate) fn tick_round(&mut self, ctx: &mut Context<Self>) {
+        if self.round_queued {
+            return;
+        }
+        self.round_queued = true;
+        ctx.wait(ActorFutureExt::map(self.round(), |outcome, act, _| {
+            act.round_queued = false;
+            if outcome == Outcome::Fatal && !act.broken {
+                act.broken = true;
+                tracing::error!(
+                    "exactly-once processing stopped: the node's partitions are \
+                    halted; restart the node"
+                );
+            }
+        }));
+    }
+}
