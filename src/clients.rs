@@ -7,7 +7,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 
 use std::time::Duration;
 
-use faust_actors::Metrics;
+use faust_actors::{Metrics, Transactions};
 
 use crate::config::{Config, Guarantee};
 use crate::error::Error;
@@ -116,6 +116,35 @@ pub(crate) async fn connect(
     let cluster =
         cluster.ok_or_else(|| unreachable("the broker did not say its cluster id".into()))?;
     Ok((cluster, topics))
+}
+
+/// Creates the node's transactional producer and opens its first transaction (bounded by
+/// `broker.connect_timeout`).
+pub(crate) async fn open_transactions(
+    config: &Config,
+    bootstrap: &str,
+    node_id: &str,
+) -> Result<Transactions, Error> {
+    let failed = |reason: String| Error::BrokerUnreachable {
+        bootstrap: bootstrap.into(),
+        reason,
+    };
+    let producer: FutureProducer = transactional_config(config, bootstrap, node_id)
+        .create()
+        .map_err(|e| failed(format!("cannot create the transactional producer: {e}")))?;
+    let timeout = config.broker.connect_timeout;
+    let opened = tokio::task::spawn_blocking(move || Transactions::open(producer, timeout))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let transactions = opened.map_err(|e| {
+        failed(format!(
+            "exactly_once: {e} (transactions need a broker with a transaction state log: \
+             transaction.state.log.replication.factor <= the number of brokers)"
+        ))
+    })?;
+    tracing::info!(transactional_id = %format!("{}-{node_id}", config.app.id),
+        "exactly once: transactional producer ready");
+    Ok(transactions)
 }
 
 /// While librdkafka reports every broker down (`faust_broker_up` = 0), asks for metadata every

@@ -18,15 +18,14 @@ use faust_actors::repartition::{repartition_topic, Stage};
 use faust_actors::{
     Agent, AgentRef, ConsumerThread, Coordinator, CoordinatorInit, ErrorPolicy, Membership,
     Metrics, OnClusterMismatch, PartitionSettings, StandbyPlan, StopAll, Store, TopicCodecs,
-    Transactions,
 };
 use prometheus::IntCounter;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::watch;
 
-use crate::clients::transactional_config;
-use crate::clients::{client_config, connect, consumer_config, masked, reader_config};
+use crate::clients::reader_config;
+use crate::clients::{client_config, connect, consumer_config, masked, open_transactions};
 use crate::config::{AgentConfig, Config, ConfigErrors, Guarantee, Issue};
 use crate::embedded::EmbeddedBroker;
 use crate::error::Error;
@@ -379,35 +378,6 @@ fn standby_plan(
         replicas,
         parts,
     }))
-}
-
-/// Creates the node's transactional producer and opens its first transaction (bounded by
-/// `broker.connect_timeout`).
-async fn open_transactions(
-    config: &Config,
-    bootstrap: &str,
-    node_id: &str,
-) -> Result<Transactions, Error> {
-    let failed = |reason: String| Error::BrokerUnreachable {
-        bootstrap: bootstrap.into(),
-        reason,
-    };
-    let producer: FutureProducer = transactional_config(config, bootstrap, node_id)
-        .create()
-        .map_err(|e| failed(format!("cannot create the transactional producer: {e}")))?;
-    let timeout = config.broker.connect_timeout;
-    let opened = tokio::task::spawn_blocking(move || Transactions::open(producer, timeout))
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let transactions = opened.map_err(|e| {
-        failed(format!(
-            "exactly_once: {e} (transactions need a broker with a transaction state log: \
-             transaction.state.log.replication.factor <= the number of brokers)"
-        ))
-    })?;
-    tracing::info!(transactional_id = %format!("{}-{node_id}", config.app.id),
-        "exactly once: transactional producer ready");
-    Ok(transactions)
 }
 
 /// The node itself, on the actix system; `needed` is every topic it must find or create.
