@@ -26,6 +26,23 @@ enum Kill {
     InCommit,
 }
 
+/// Writes the page views into the nodes' (existing) input topic, and their true counts.
+fn preload(broker: &str, input: &str, records: &str, truth: &Path) {
+    let out = bench(&[
+        "preload",
+        "--broker",
+        broker,
+        "--topic",
+        input,
+        "--existing",
+        "--records",
+        records,
+        "--truth",
+        truth.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "preload failed: {}", text(&out));
+}
+
 fn bench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_faust-bench"))
         .args(args)
@@ -104,7 +121,7 @@ fn start_node(
     table: &str,
     input: &str,
     output: &str,
-    pause_commits: bool,
+    env: &[(&str, &str)],
 ) -> Node {
     let config = dir.join(format!("node{n}.toml"));
     std::fs::write(
@@ -132,9 +149,7 @@ fn start_node(
         .args(["worker", "--config", config.to_str().unwrap()])
         .stdout(Stdio::from(file.try_clone().unwrap()))
         .stderr(Stdio::from(file));
-    if pause_commits {
-        cmd.env("FAUST_FAULT_COMMIT_PAUSE_MS", "2500");
-    }
+    cmd.envs(env.iter().copied());
     Node {
         child: cmd.spawn().unwrap(),
         log,
@@ -157,7 +172,10 @@ fn crash_run(kafka: &Kafka, workload: &str, kill: Kill) {
     };
     let mut nodes: Vec<Node> = (0..3)
         .map(|n| {
-            let pause = kill == Kill::InCommit && n == 2;
+            let pause: &[(&str, &str)] = match kill == Kill::InCommit && n == 2 {
+                true => &[("FAUST_FAULT_COMMIT_PAUSE_MS", "2500")],
+                false => &[],
+            };
             start_node(
                 dir.path(),
                 n,
@@ -179,19 +197,7 @@ fn crash_run(kafka: &Kafka, workload: &str, kill: Kill) {
     );
     let truth = dir.path().join("truth.json");
     let records = RECORDS.to_string();
-    let out = bench(&[
-        "preload",
-        "--broker",
-        &broker,
-        "--topic",
-        &input,
-        "--existing",
-        "--records",
-        &records,
-        "--truth",
-        truth.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "preload failed: {}", text(&out));
+    preload(&broker, &input, &records, &truth);
 
     let progress = || committed(&broker, &app, &input).values().sum::<i64>();
     let victim = match kill {
@@ -326,4 +332,81 @@ fn metric(page: &str, name: &str) -> f64 {
     page.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Aborts, made on purpose (`FAUST_FAULT_ABORT_ROUNDS`: the first three transactions with data
+/// abort, as a vote that is not ready would): every partition drops its uncommitted work and
+/// seeks back, and the end result is as if nothing had happened: each count once, the table
+/// exact, the aborts counted.
+#[test]
+fn aborted_transactions_leave_no_trace() {
+    let Some(kafka) = Kafka::real("eos_abort") else {
+        return;
+    };
+    let broker = kafka.bootstrap();
+    let dir = Kept(tempfile::tempdir().unwrap().keep());
+    let (app, input, output) = (
+        unique("eos-abort"),
+        unique("abort-views"),
+        unique("abort-out"),
+    );
+    let table = "page_counts";
+    let abort = [("FAUST_FAULT_ABORT_ROUNDS", "3")];
+    let mut node = start_node(
+        dir.path(),
+        0,
+        &broker,
+        &app,
+        "a",
+        table,
+        &input,
+        &output,
+        &abort,
+    );
+    wait_for(
+        "the node to hold partitions",
+        Duration::from_secs(60),
+        || node.log().matches("partition started").count() >= 4,
+    );
+    let truth = dir.path().join("truth.json");
+    preload(&broker, &input, "20000", &truth);
+    wait_for("every record committed", Duration::from_secs(120), || {
+        committed(&broker, &app, &input).values().sum::<i64>() == 20_004
+    });
+    let metrics = node.metrics().unwrap_or_default();
+    let aborted = metric(&metrics, "faust_transactions_total{result=\"aborted\"}");
+    assert_eq!(aborted, 3.0, "{metrics}");
+    assert!(
+        node.log()
+            .contains("transaction aborted: dropping uncommitted work"),
+        "no partition said it rewound"
+    );
+    node.signal("-TERM");
+    assert!(
+        node.child.wait().unwrap().success(),
+        "the node did not stop cleanly"
+    );
+    let verify = |topic: &str, extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            "--broker",
+            &broker,
+            "--topic",
+            topic,
+            "--workload",
+            "a",
+        ];
+        args.extend_from_slice(&["--truth", truth.to_str().unwrap(), "--wait", "20"]);
+        args.extend_from_slice(extra);
+        bench(&args)
+    };
+    let out = verify(&output, &["--no-duplicates"]);
+    assert!(out.status.success(), "not exactly once: {}", text(&out));
+    assert!(
+        text(&out).contains("(20004 output records)"),
+        "{}",
+        text(&out)
+    );
+    let out = verify(&format!("{app}-{table}-changelog"), &["--changelog"]);
+    assert!(out.status.success(), "table not exact: {}", text(&out));
 }

@@ -563,7 +563,10 @@ impl StreamHandler<Vec<Record>> for PartitionActor {
         if self.in_round {
             // actix runs a wait registered by a message handler (the round's Prepare) only
             // from its next turn, so a batch can arrive while the partition is paused in a
-            // round: it waits for the round's decision.
+            // round: it waits for the round's decision (an abort's seek back reaches it).
+            if self.first_seen.is_none() {
+                self.first_seen = batch.first().map(|r| r.offset);
+            }
             self.deferred.extend(batch);
             return;
         }
@@ -580,6 +583,7 @@ impl Handler<Forward> for PartitionActor {
 
     fn handle(&mut self, msg: Forward, ctx: &mut Self::Context) {
         if self.in_round {
+            self.first_seen = self.first_seen.or(Some(msg.0.offset));
             self.deferred.push(msg.0);
             return;
         }

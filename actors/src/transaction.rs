@@ -171,6 +171,18 @@ fn fault_pause() {
     }
 }
 
+/// Fault injection for the abort test: `FAUST_FAULT_ABORT_ROUNDS=n` aborts the node's first n
+/// transactions that hold anything, as a vote that is not ready would.
+fn fault_abort() -> bool {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LEFT: std::sync::OnceLock<AtomicI64> = std::sync::OnceLock::new();
+    let left = LEFT.get_or_init(|| {
+        let n = std::env::var("FAUST_FAULT_ABORT_ROUNDS").ok();
+        AtomicI64::new(n.and_then(|v| v.parse().ok()).unwrap_or(0))
+    });
+    left.fetch_sub(1, Ordering::SeqCst) > 0
+}
+
 /// How a round ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -301,6 +313,9 @@ impl Coordinator {
                 // Nothing was sent since the last commit: the open transaction stays open.
                 let _ = decide.send(Outcome::Committed);
                 return Outcome::Committed;
+            }
+            if abort.is_none() && fault_abort() {
+                abort = Some("fault injection: FAUST_FAULT_ABORT_ROUNDS".into());
             }
             let outcome =
                 tokio::task::spawn_blocking(move || txn.finish(&offsets, group.as_ref(), abort))
