@@ -11,19 +11,6 @@ pub(crate) async fn write_changelogs(
     partition: i32,
     changes: &[(Arc<str>, String, Vec<crate::shard::Change>)],
 ) -> Result<Vec<(Arc<str>, i64)>, Step> {
-    changelog_ends(send_changelogs(producer, partition, changes).await?).await
-}
-
-/// The changelog records sent, per table, not yet acknowledged.
-pub(crate) type ChangelogAcks = Vec<(Arc<str>, rdkafka::producer::DeliveryFuture)>;
-
-/// Sends each table's changes to partition `partition` of its changelog, without waiting for
-/// the acknowledgements (exactly once, the transaction's commit waits for them).
-pub(crate) async fn send_changelogs(
-    producer: Option<rdkafka::producer::FutureProducer>,
-    partition: i32,
-    changes: &[(Arc<str>, String, Vec<crate::shard::Change>)],
-) -> Result<ChangelogAcks, Step> {
     if changes.is_empty() {
         return Ok(Vec::new());
     }
@@ -45,11 +32,6 @@ pub(crate) async fn send_changelogs(
             acks.push((table.clone(), ack));
         }
     }
-    Ok(acks)
-}
-
-/// Waits for changelog acknowledgements; returns, per table, the next offset after them.
-pub(crate) async fn changelog_ends(acks: ChangelogAcks) -> Result<Vec<(Arc<str>, i64)>, Step> {
     let mut next: Vec<(Arc<str>, i64)> = Vec::new();
     for (table, ack) in acks {
         let offset = match ack.await {

@@ -7,7 +7,7 @@ use actix::prelude::*;
 
 use super::PartitionActor;
 use crate::changelog::applied_key;
-use crate::commit::{changelog_ends, send_changelogs, ChangelogAcks};
+use crate::commit::write_changelogs;
 use crate::coordinator::Coordinator;
 use crate::transaction::{Join, Outcome, Prepare, Vote};
 
@@ -16,8 +16,6 @@ struct Prepared {
     batch: sled::Batch,
     counts: Vec<(Arc<str>, u64, i64)>,
     wrote: bool,
-    /// The changelog records sent; their offsets go to the store after the commit.
-    acks: ChangelogAcks,
 }
 
 impl PartitionActor {
@@ -50,10 +48,11 @@ impl PartitionActor {
         );
     }
 
-    /// Writes this partition's part of the round (its changelog records, into the
-    /// transaction), votes, and waits for the decision while holding the partition. Nothing
-    /// waits here for acknowledgements: the commit flushes the transaction's records and fails
-    /// (so the round aborts) if any was not delivered.
+    /// Writes this partition's part of the round (outputs acknowledged, changelogs written
+    /// inside the transaction), votes, and waits for the decision while holding the partition.
+    /// The acknowledgements are awaited here, not left to the commit: rdkafka's
+    /// `commit_transaction` flushes by polling with the call's whole timeout while records are
+    /// in flight, which measured at 0.4 of the at-least-once rate instead of 0.9.
     fn prepare(&mut self, msg: Prepare) -> ResponseActFuture<Self, ()> {
         let Prepare { vote, decision } = msg;
         self.in_round = true;
@@ -70,14 +69,24 @@ impl PartitionActor {
         let first = async move {
             let (deliveries, producer, staged) = plan?;
             let wrote = moved || !deliveries.is_empty() || !staged.changes.is_empty();
-            let acks = send_changelogs(producer, partition, &staged.changes)
+            for delivery in deliveries {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => return Err(format!("an output was not delivered: {e}")),
+                    Err(_) => return Err("the producer dropped an output record".into()),
+                }
+            }
+            let logs = write_changelogs(producer, partition, &staged.changes)
                 .await
                 .map_err(|step| step.to_string())?;
+            let mut batch = staged.batch;
+            for (table, n) in logs {
+                batch.insert(applied_key(&table), &n.to_be_bytes());
+            }
             Ok(Prepared {
-                batch: staged.batch,
+                batch,
                 counts: staged.counts,
                 wrote,
-                acks,
             })
         };
         Box::pin(first.into_actor(self).then(move |prepared, _act, _| {
@@ -93,28 +102,8 @@ impl PartitionActor {
             // A round that ended without this vote (it timed out) has aborted.
             let late = vote.send(ballot).is_err();
             tracing::debug!(%topic, partition, ?next, late, "voted");
-            let settled = async move {
-                let outcome = decision.await.unwrap_or(Outcome::Aborted);
-                let prepared = match (outcome, prepared) {
-                    (Outcome::Committed, Ok(mut p)) => {
-                        // Delivered by now (the commit flushed them): where each log ends.
-                        match changelog_ends(std::mem::take(&mut p.acks)).await {
-                            Ok(ends) => {
-                                for (table, n) in ends {
-                                    p.batch.insert(applied_key(&table), &n.to_be_bytes());
-                                }
-                                Ok(p)
-                            }
-                            Err(step) => {
-                                Err(format!("no changelog offset after the commit: {step}"))
-                            }
-                        }
-                    }
-                    (_, prepared) => prepared,
-                };
-                (outcome, prepared)
-            };
-            fut::wrap_future(settled).map(move |(outcome, prepared), act: &mut Self, ctx| {
+            fut::wrap_future(decision).map(move |outcome, act: &mut Self, ctx| {
+                let outcome = outcome.unwrap_or(Outcome::Aborted);
                 act.decided(ctx, outcome, prepared, late);
             })
         }))
