@@ -5,29 +5,15 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
+use common::bench::{bench, text};
 use common::{committed, unique, wait_for, Kafka};
 
 const RECORDS: u64 = 3_000;
 /// The preload's records plus one flush record per partition.
 const TOTAL: i64 = RECORDS as i64 + 4;
-
-fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faust-bench"))
-        .args(args)
-        .output()
-        .expect("running faust-bench")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 #[test]
 fn preload_count_verify_and_ceiling() {

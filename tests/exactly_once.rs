@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use common::bench::{bench, text};
 use common::{committed, unique, wait_for, Kafka};
 
 const RECORDS: u64 = 200_000;
@@ -24,6 +25,16 @@ const TOTAL: i64 = RECORDS as i64 + 4;
 enum Kill {
     HalfWay,
     InCommit,
+}
+
+/// `faust-bench verify` of `topic` (an output, or with `--changelog` a table's changelog)
+/// against the true counts, waiting up to 20 s for it to become complete.
+fn verify(broker: &str, topic: &str, workload: &str, truth: &Path, extra: &[&str]) -> Output {
+    let truth = truth.to_str().unwrap();
+    let mut args = vec!["verify", "--broker", broker, "--topic", topic];
+    args.extend_from_slice(&["--workload", workload, "--truth", truth, "--wait", "20"]);
+    args.extend_from_slice(extra);
+    bench(&args)
 }
 
 /// Writes the page views into the nodes' (existing) input topic, and their true counts.
@@ -41,21 +52,6 @@ fn preload(broker: &str, input: &str, records: &str, truth: &Path) {
         truth.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "preload failed: {}", text(&out));
-}
-
-fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faust-bench"))
-        .args(args)
-        .output()
-        .expect("running faust-bench")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 struct Kept(PathBuf);
@@ -259,35 +255,18 @@ fn crash_run(kafka: &Kafka, workload: &str, kill: Kill) {
             assert!(status.success(), "node {n} did not stop cleanly:\n{tail}");
         }
     }
-    let aborted_or_fenced = nodes
+    let aborted = nodes
         .iter()
         .any(|n| n.log().contains("transaction aborted"));
     eprintln!(
-        "{workload} {}: an abort was logged: {aborted_or_fenced}",
+        "{workload} {}: an abort was logged: {aborted}",
         match kill {
             Kill::HalfWay => "killed half-way",
             Kill::InCommit => "killed in a commit",
         }
     );
 
-    let verify = |topic: &str, extra: &[&str]| {
-        let mut args = vec![
-            "verify",
-            "--broker",
-            &broker,
-            "--topic",
-            topic,
-            "--workload",
-            workload,
-            "--truth",
-            truth.to_str().unwrap(),
-            "--wait",
-            "20",
-        ];
-        args.extend_from_slice(extra);
-        bench(&args)
-    };
-    let out = verify(&output, &["--no-duplicates"]);
+    let out = verify(&broker, &output, workload, &truth, &["--no-duplicates"]);
     assert!(
         out.status.success(),
         "the output is not exactly once: {}",
@@ -299,7 +278,7 @@ fn crash_run(kafka: &Kafka, workload: &str, kill: Kill) {
         assert!(text(&out).contains(&want), "want {want}: {}", text(&out));
     }
     let changelog = format!("{app}-{table}-changelog");
-    let out = verify(&changelog, &["--changelog"]);
+    let out = verify(&broker, &changelog, workload, &truth, &["--changelog"]);
     assert!(
         out.status.success(),
         "the table in its changelog is not the truth: {}",
@@ -386,27 +365,14 @@ fn aborted_transactions_leave_no_trace() {
         node.child.wait().unwrap().success(),
         "the node did not stop cleanly"
     );
-    let verify = |topic: &str, extra: &[&str]| {
-        let mut args = vec![
-            "verify",
-            "--broker",
-            &broker,
-            "--topic",
-            topic,
-            "--workload",
-            "a",
-        ];
-        args.extend_from_slice(&["--truth", truth.to_str().unwrap(), "--wait", "20"]);
-        args.extend_from_slice(extra);
-        bench(&args)
-    };
-    let out = verify(&output, &["--no-duplicates"]);
+    let out = verify(&broker, &output, "a", &truth, &["--no-duplicates"]);
     assert!(out.status.success(), "not exactly once: {}", text(&out));
     assert!(
         text(&out).contains("(20004 output records)"),
         "{}",
         text(&out)
     );
-    let out = verify(&format!("{app}-{table}-changelog"), &["--changelog"]);
+    let changelog = format!("{app}-{table}-changelog");
+    let out = verify(&broker, &changelog, "a", &truth, &["--changelog"]);
     assert!(out.status.success(), "table not exact: {}", text(&out));
 }

@@ -124,7 +124,7 @@ impl Restore {
             .fetch_watermarks(topic, p, self.timeout)
             .map_err(|e| Error::kafka(ctx("reading the end of"), e))?;
         let stored = applied(tree, table, path)?;
-        let committed_only = self.client.get("isolation.level") == Some("read_committed");
+        let committed_only = crate::consumer::reads_committed(&self.client);
         let from = stored.max(low);
         let label = p.to_string();
         let remaining = metrics

@@ -7,8 +7,9 @@
 //!
 //! - Assign: for each partition, the start offset is the store's (the offset its tables reflect)
 //!   when it has one, else the group's committed offset (exactly once: always the group's, which
-//!   a `read_committed` consumer reads only once no transaction holding it is pending); the queue is split, the partitions are
-//!   assigned, and the coordinator starts a partition actor for each.
+//!   a `read_committed` consumer reads only once no transaction holding it is pending); the
+//!   queue is split, the partitions are assigned, and the coordinator starts a partition actor
+//!   for each.
 //! - Revoke: the coordinator commits and stops the partition actors (bounded wait); only then
 //!   does the callback return and librdkafka release the partitions.
 
@@ -90,24 +91,10 @@ impl NodeContext {
         consumer: &NodeConsumer,
         tpl: &TopicPartitionList,
     ) -> HashMap<(String, i32), i64> {
-        match consumer.committed_offsets(tpl.clone(), self.timeout) {
-            Ok(list) => {
-                let map = list
-                    .elements()
-                    .iter()
-                    .filter_map(|e| match e.offset() {
-                        Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
-                        _ => None,
-                    })
-                    .collect();
-                drop(list);
-                map
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the group's committed offsets");
-                HashMap::new()
-            }
-        }
+        group_offsets(consumer, tpl, self.timeout).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the group's committed offsets");
+            HashMap::new()
+        })
     }
 
     /// Whether the store holds the latest state of the partition's tables: every changelog
@@ -280,6 +267,31 @@ impl ConsumerContext for NodeContext {
     }
 }
 
+/// The group's committed offsets for `tpl`, as plain data (no librdkafka list outlives the
+/// call); partitions without a commit are left out.
+pub(crate) fn group_offsets(
+    consumer: &NodeConsumer,
+    tpl: &TopicPartitionList,
+    timeout: Duration,
+) -> std::result::Result<HashMap<(String, i32), i64>, KafkaError> {
+    let list = consumer.committed_offsets(tpl.clone(), timeout)?;
+    let map = list
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+            _ => None,
+        })
+        .collect();
+    drop(list);
+    Ok(map)
+}
+
+/// Whether clients made from `config` read only committed transactions (exactly once).
+pub(crate) fn reads_committed(config: &ClientConfig) -> bool {
+    config.get("isolation.level") == Some("read_committed")
+}
+
 /// The thread that owns the consumer and polls its main queue.
 pub struct ConsumerThread {
     stop: Arc<AtomicBool>,
@@ -310,7 +322,7 @@ impl ConsumerThread {
             revoke_timeout,
             coordinator: OnceLock::new(),
             consumer: OnceLock::new(),
-            committed_only: config.get("isolation.level") == Some("read_committed"),
+            committed_only: reads_committed(config),
         };
         let consumer: Arc<NodeConsumer> = Arc::new(
             config

@@ -575,20 +575,13 @@ fn group_offset(
     partition: i32,
     timeout: Duration,
 ) -> Result<Option<i64>, ()> {
-    use rdkafka::consumer::Consumer;
     let mut tpl = rdkafka::TopicPartitionList::new();
     tpl.add_partition(topic, partition);
-    let list = consumer.committed_offsets(tpl, timeout);
-    let offset = match &list {
-        Ok(l) => match l.elements().first().map(|e| e.offset()) {
-            Some(rdkafka::Offset::Offset(o)) => Ok(Some(o)),
-            _ => Ok(None),
-        },
+    match crate::consumer::group_offsets(consumer, &tpl, timeout) {
+        Ok(offsets) => Ok(offsets.get(&(topic.to_owned(), partition)).copied()),
         Err(e) => {
             tracing::error!(%topic, partition, error = %e, "cannot read the group's offset");
             Err(())
         }
-    };
-    drop(list);
-    offset
+    }
 }

@@ -112,23 +112,22 @@ class Group:
         self._reap()
         return [p.returncode for p in self.procs if p.pid in self.done]
 
+    def _signal_running(self, sig):
+        """Sends `sig` to the process group of every process still running."""
+        for p in self.procs:
+            if p.pid not in self.done:
+                try:
+                    os.killpg(p.pid, sig)
+                except ProcessLookupError:
+                    pass
+
     def stop(self, wait=20):
         """SIGTERM to every process group, SIGKILL after `wait` seconds."""
         self.cpu()
-        for p in self.procs:
-            if p.pid not in self.done:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+        self._signal_running(signal.SIGTERM)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and len(self.exited()) < len(self.procs):
             time.sleep(0.1)
-        for p in self.procs:
-            if p.pid not in self.done:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        self._signal_running(signal.SIGKILL)
         while len(self.exited()) < len(self.procs):
             time.sleep(0.05)
