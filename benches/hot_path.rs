@@ -124,6 +124,7 @@ fn mailbox_hop(c: &mut Criterion) {
             value: Some(serde_json::to_vec(&v).unwrap()),
             timestamp: Some(v.ts),
             headers: Vec::new(),
+            unreadable: None,
         })
         .collect();
     let system = actix::System::new();

@@ -473,6 +473,7 @@ async fn node_main(
             retry_backoff_max: p.retry_backoff_max,
             cache_keys: config.store.cache_keys,
             exactly_once: transactions.is_some(),
+            max_timestamp_ahead: p.max_timestamp_ahead,
         },
         workers: workers.iter().map(Arbiter::handle).collect(),
         stop_timeout: p.shutdown_timeout,

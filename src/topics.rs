@@ -34,7 +34,9 @@ pub(crate) struct Needed {
 
 /// Every topic the node needs: those under `[topics]`, a changelog per table (with the
 /// partition count of the table's source topic), a close topic per windowed table that names
-/// one, and a dead-letter topic per agent whose policy is `dead-letter`.
+/// one, a dead-letter topic per agent whose policy is `dead-letter`, and each agent's sinks
+/// not listed under `[topics]` (with the agent's largest source's partition count): a sink that
+/// does not exist would otherwise hold every emitted record until librdkafka gives up on it.
 pub(crate) fn needed(app_id: &str, config: &Config, agents: &[AgentRef]) -> Vec<Needed> {
     let mut out: Vec<Needed> = config
         .topics
@@ -72,6 +74,23 @@ pub(crate) fn needed(app_id: &str, config: &Config, agents: &[AgentRef]) -> Vec<
                     compact: false,
                     why: format!(
                         "like the largest source topic of agent `{}`, whose dead letters it holds",
+                        agent.name()
+                    ),
+                });
+            }
+        }
+        if let Some(t) = most {
+            for sink in agent.sinks() {
+                if config.topics.contains_key(sink) || out.iter().any(|n| &n.name == sink) {
+                    continue;
+                }
+                out.push(Needed {
+                    name: sink.clone(),
+                    partitions: t.partitions,
+                    replication: t.replication,
+                    compact: false,
+                    why: format!(
+                        "like the largest source topic of agent `{}`, which emits to it",
                         agent.name()
                     ),
                 });

@@ -11,14 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::LocalBoxFuture;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec::Codec;
 use crate::error::{Error, Result};
+pub use crate::outbox::Outbox;
 use crate::policy::ErrorPolicy;
 use crate::record::{Header, Record};
 use crate::repartition::Stage;
@@ -122,122 +120,6 @@ impl TopicCodecs {
             .get(topic)
             .copied()
             .unwrap_or((Codec::Json, Codec::Json))
-    }
-}
-
-/// Records an agent sends, and the deliveries the next commit must wait for.
-pub struct Outbox {
-    producer: Option<FutureProducer>,
-    codecs: Arc<TopicCodecs>,
-    pending: Vec<DeliveryFuture>,
-}
-
-/// How long a send waits for room in a full producer queue before failing.
-const QUEUE_FULL_WAIT: Duration = Duration::from_secs(30);
-
-impl Outbox {
-    /// An outbox sending through `producer` (`None`: sending is an error; for tests).
-    pub fn new(producer: Option<FutureProducer>, codecs: Arc<TopicCodecs>) -> Self {
-        Outbox {
-            producer,
-            codecs,
-            pending: Vec::new(),
-        }
-    }
-
-    pub(crate) fn codecs(&self) -> &TopicCodecs {
-        &self.codecs
-    }
-
-    /// Deliveries not yet confirmed; the commit cycle awaits them before committing offsets.
-    pub(crate) fn take_pending(&mut self) -> Vec<DeliveryFuture> {
-        std::mem::take(&mut self.pending)
-    }
-
-    pub(crate) fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
-    pub(crate) async fn send_raw(
-        &mut self,
-        topic: &str,
-        to: Target,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: &[Header],
-    ) -> Result<()> {
-        let Some(producer) = &self.producer else {
-            return Err(Error::ActorGone {
-                context: format!("sending to `{topic}`: this runtime has no producer"),
-            });
-        };
-        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-        for h in headers {
-            owned = owned.insert(KafkaHeader {
-                key: &h.key,
-                value: h.value.as_deref(),
-            });
-        }
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(owned);
-        if let Some(k) = key {
-            record = record.key(k);
-        }
-        if let Some(v) = value {
-            record = record.payload(v);
-        }
-        if let Some(p) = to.partition {
-            record = record.partition(p);
-        }
-        if let Some(ts) = to.timestamp {
-            record = record.timestamp(ts);
-        }
-        let delivery = enqueue(producer, record).await?;
-        self.pending.push(delivery);
-        Ok(())
-    }
-
-    /// Encodes `key`/`value` with `topic`'s codecs and sends them.
-    pub(crate) async fn send_encoded<SK: Serialize + ?Sized, SV: Serialize + ?Sized>(
-        &mut self,
-        topic: &str,
-        to: Target,
-        key: Option<&SK>,
-        value: &SV,
-        headers: &[Header],
-    ) -> Result<()> {
-        let (kc, vc) = self.codecs.get(topic);
-        let key = key.map(|k| kc.encode("key", k)).transpose()?;
-        let value = vc.encode("value", value)?;
-        self.send_raw(topic, to, key.as_deref(), Some(&value), headers)
-            .await
-    }
-
-    /// The producer, for the changelog writes of the commit cycle.
-    pub(crate) fn producer(&self) -> Option<FutureProducer> {
-        self.producer.clone()
-    }
-}
-
-/// Hands `record` to the producer, waiting (up to 30 s) while its queue is full.
-///
-/// # Errors
-/// The producer refused the record, or stayed full.
-pub(crate) async fn enqueue(
-    producer: &FutureProducer,
-    mut record: FutureRecord<'_, [u8], [u8]>,
-) -> Result<DeliveryFuture> {
-    let started = tokio::time::Instant::now();
-    loop {
-        match producer.send_result(record) {
-            Ok(delivery) => return Ok(delivery),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                if started.elapsed() < QUEUE_FULL_WAIT =>
-            {
-                record = back;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err((e, back)) => return Err(Error::kafka(format!("sending to `{}`", back.topic), e)),
-        }
     }
 }
 

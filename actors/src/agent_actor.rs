@@ -13,9 +13,12 @@ use std::sync::Arc;
 use actix::prelude::*;
 use futures::FutureExt;
 
-use crate::agent::{AgentRef, Failure, Outbox};
+use std::collections::BTreeMap;
+
+use crate::agent::{AgentRef, Failure};
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::outbox::{Outbox, RefusedOutput};
 use crate::record::Record;
 use crate::shard::TableSet;
 
@@ -27,6 +30,82 @@ pub(crate) const MAILBOX_CAPACITY: usize = 4;
 pub(crate) struct Work {
     pub(crate) tables: TableSet,
     pub(crate) outbox: Outbox,
+    /// Source records whose output the broker refused for good (see `outbox`), by offset.
+    /// They are *suspects*: Kafka refuses a whole produce batch for one bad record, so a
+    /// refusal may be a neighbour's. When they come again after the rewind, each is handled
+    /// alone and its outputs are awaited at once; refused again, it goes to the agent's policy.
+    pub(crate) refused: BTreeMap<i64, RefusedOutput>,
+}
+
+impl Work {
+    /// The partition's state: its tables and outbox, nothing refused yet.
+    pub(crate) fn new(tables: TableSet, outbox: Outbox) -> Self {
+        Work {
+            tables,
+            outbox,
+            refused: BTreeMap::new(),
+        }
+    }
+
+    /// Records outputs refused for good, so that their sources go to the policy next time.
+    pub(crate) fn refuse(&mut self, refused: Vec<RefusedOutput>) {
+        for r in refused {
+            tracing::error!(partition = self.tables.partition(), offset = r.source,
+                reason = r.reason, error = %r.error,
+                "an output was refused for good: its source record goes to the error policy");
+            self.refused.insert(r.source, r);
+        }
+    }
+
+    /// Forgets refusals of records before `next` (committed: they never come again).
+    pub(crate) fn forget_refused_before(&mut self, next: Option<i64>) {
+        if let Some(next) = next {
+            self.refused = self.refused.split_off(&next);
+        }
+    }
+
+    /// Why `record` cannot be handed to the agent (its bytes cannot be read), if so.
+    fn unfit(record: &Record) -> Option<Failure> {
+        let why = record.unreadable.as_ref()?;
+        Some(Failure::Invalid {
+            reason: "header",
+            error: Error::BadHeader {
+                header: "(name)".into(),
+                reason: why.clone(),
+            },
+        })
+    }
+
+    /// Whether `record`'s output was refused before (see the field).
+    fn suspect(&self, record: &Record) -> bool {
+        !self.refused.is_empty() && self.refused.contains_key(&record.offset)
+    }
+}
+
+/// Awaits the deliveries of an isolated suspect's outputs (see [`Work::refused`]).
+async fn confirm_alone(outbox: &mut Outbox, from: usize) -> Result<(), (usize, Failure)> {
+    let mine = outbox.take_pending_from(from);
+    match crate::outbox::confirm(mine).await {
+        Ok(()) => Ok(()),
+        Err(undelivered) => match undelivered.refused.first().cloned() {
+            Some(r) => Err((
+                0,
+                Failure::Invalid {
+                    reason: r.reason,
+                    error: Error::OutputRejected {
+                        offset: r.source,
+                        error: r.error,
+                    },
+                },
+            )),
+            None => Err((
+                0,
+                Failure::Agent(crate::AgentError::msg(format!(
+                    "an output was not delivered: {undelivered}"
+                ))),
+            )),
+        },
+    }
 }
 
 /// Handle `records[start..]` with `work`.
@@ -117,31 +196,73 @@ async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
     let size = agent.agent.take().map_or(1, |(n, _)| n);
     let mut i = start;
     while i < records.len() {
-        let chunk = &records[i..(i + size).min(records.len())];
+        let mut chunk = &records[i..(i + size).min(records.len())];
+        // A record that cannot be handed over ends the chunk before it, or fails alone; a
+        // suspect ends the chunk before it, or is handled alone.
+        let mut alone = false;
+        let odd = |r: &Record| Work::unfit(r).is_some() || work.suspect(r);
+        if let Some(at) = chunk.iter().position(odd) {
+            if at > 0 {
+                chunk = &chunk[..at];
+            } else if let Some(Failure::Invalid { reason, error }) = Work::unfit(&chunk[0]) {
+                return Processed {
+                    work,
+                    next: i,
+                    stopped: Some(Stopped::Invalid { reason, error }),
+                };
+            } else {
+                chunk = &chunk[..1];
+                alone = true;
+            }
+        }
+        let source = chunk.last().map(|r| r.offset);
         let call = async {
-            let Work { tables, outbox } = &mut work;
-            match size {
+            let Work { tables, outbox, .. } = &mut work;
+            let handled = match size {
                 1 => agent
                     .agent
                     .handle(&chunk[0], tables, outbox, &agent.sinks)
                     .await
-                    .map_err(|f| (0, f))?,
+                    .map_err(|f| (0, f)),
                 _ => {
                     agent
                         .agent
                         .handle_chunk(chunk, tables, outbox, &agent.sinks)
-                        .await?
+                        .await
                 }
+            };
+            // An output refused before the producer fails the event for good, whatever the
+            // agent made of the error.
+            if let Some(error) = outbox.take_refusal() {
+                let reason = match &error {
+                    Error::OutputRefused { reason, .. } => reason,
+                    _ => "output_timestamp",
+                };
+                return Err((0, Failure::Invalid { reason, error }));
             }
+            handled?;
             // Windows this event's time closed are part of the event (and roll back with it).
             tables
                 .close_windows(outbox)
                 .await
-                .map_err(|e| (0, Failure::Agent(e.into())))
+                .map_err(|e| (0, Failure::Agent(e.into())))?;
+            // Only a finished event's records reach the producer.
+            let from = outbox.pending_len();
+            outbox.release(source).await.map_err(|e| match e {
+                Error::OutputRefused { reason, .. } => (0, Failure::Invalid { reason, error: e }),
+                e => (0, Failure::Agent(e.into())),
+            })?;
+            match alone {
+                true => confirm_alone(outbox, from).await,
+                false => Ok(()),
+            }
         };
         let (at, stopped) = match AssertUnwindSafe(call).catch_unwind().await {
             Ok(Ok(())) => {
                 work.tables.end_event();
+                if alone {
+                    work.refused.remove(&chunk[0].offset);
+                }
                 i += chunk.len();
                 continue;
             }
@@ -155,6 +276,7 @@ async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
             ),
         };
         work.tables.rollback_event();
+        work.outbox.drop_staged();
         return Processed {
             work,
             next: i + at,
@@ -173,8 +295,9 @@ async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
 /// back until the next check.
 pub(crate) async fn close_windows_between_batches(mut work: Work) -> Work {
     let close = async {
-        let Work { tables, outbox } = &mut work;
-        tables.close_windows(outbox).await
+        let Work { tables, outbox, .. } = &mut work;
+        tables.close_windows(outbox).await?;
+        outbox.release(None).await
     };
     let failed = match AssertUnwindSafe(close).catch_unwind().await {
         Ok(Ok(())) => None,
@@ -187,6 +310,7 @@ pub(crate) async fn close_windows_between_batches(mut work: Work) -> Work {
             tracing::error!(partition = work.tables.partition(), %error,
                 "closing windows failed; retrying at the next check");
             work.tables.rollback_event();
+            work.outbox.drop_staged();
         }
     }
     work

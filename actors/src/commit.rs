@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::agent::enqueue;
+use crate::outbox::enqueue;
 
 /// Writes each table's changes to partition `partition` of its changelog and waits for the
 /// broker's acknowledgements; returns, per table, the next changelog offset after them.
@@ -54,6 +54,9 @@ pub(crate) async fn write_changelogs(
 /// The step of the commit cycle that failed, with its cause.
 #[derive(Debug)]
 pub(crate) enum Step {
+    /// An agent's output was not acknowledged (refused outputs name their source records).
+    Undelivered(crate::outbox::Undelivered),
+    /// A changelog record was not acknowledged.
     Delivery(String),
     Store(String),
     Kafka(String),
@@ -62,7 +65,8 @@ pub(crate) enum Step {
 impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Step::Delivery(e) => write!(f, "an output record was not delivered: {e}"),
+            Step::Undelivered(e) => write!(f, "an output record was not delivered: {e}"),
+            Step::Delivery(e) => write!(f, "a changelog record was not delivered: {e}"),
             Step::Store(e) => write!(f, "the store write failed: {e}"),
             Step::Kafka(e) => write!(
                 f,
@@ -94,19 +98,15 @@ pub(crate) struct Durable {
 /// it): every output acknowledged, the changelogs written and acknowledged, then the staged
 /// table entries, counts and next offset applied to the store tree in one atomic batch.
 pub(crate) async fn apply_staged(
-    deliveries: Vec<rdkafka::producer::DeliveryFuture>,
+    deliveries: Vec<crate::outbox::Pending>,
     producer: Option<rdkafka::producer::FutureProducer>,
     changes: &[(Arc<str>, String, Vec<crate::shard::Change>)],
     mut batch: sled::Batch,
     tree: sled::Tree,
     durable: &Durable,
 ) -> Result<(), Step> {
-    for delivery in deliveries {
-        match delivery.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(Step::Delivery(e.to_string())),
-            Err(_) => return Err(Step::Delivery("producer dropped the record".into())),
-        }
+    if let Err(undelivered) = crate::outbox::confirm(deliveries).await {
+        return Err(Step::Undelivered(undelivered));
     }
     for (table, next) in write_changelogs(producer, durable.partition, changes).await? {
         batch.insert(crate::changelog::applied_key(&table), &next.to_be_bytes());

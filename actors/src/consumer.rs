@@ -391,7 +391,7 @@ fn poll_loop(
             Some(Ok(msg)) => {
                 // Queues are split before assignment, so this is not expected; never drop it.
                 let topic: Arc<str> = Arc::from(rdkafka::Message::topic(&msg));
-                let record = Record::from_message(&topic, &msg);
+                let record = Record::read(&topic, &msg);
                 tracing::warn!(%topic, partition = record.partition, offset = record.offset,
                     "record arrived on the main queue; forwarding it to its partition");
                 coordinator.do_send(crate::coordinator::Stray(record));

@@ -183,6 +183,7 @@ impl Coordinator {
         let producer = self.init.producer.clone();
         let codecs = self.init.codecs.clone();
         let cache = self.init.settings.cache_keys;
+        let ahead = self.init.settings.max_timestamp_ahead;
         let topic = topic.clone();
         let app: Arc<str> = Arc::from(self.init.app_id.as_str());
         let metrics = self.init.metrics.clone();
@@ -197,10 +198,10 @@ impl Coordinator {
                 cache,
             )?;
             tables.attach_metrics(&metrics);
-            Ok(Work {
+            Ok(Work::new(
                 tables,
-                outbox: Outbox::new(producer.clone(), codecs.clone()),
-            })
+                Outbox::new(producer.clone(), codecs.clone()).max_timestamp_ahead(ahead),
+            ))
         })
     }
 

@@ -138,6 +138,38 @@ pub enum Error {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// The broker (or the producer) refuses a record for good: too large, a timestamp out of
+    /// the topic's bounds, a topic that does not exist, not authorized. Retrying cannot help;
+    /// the source record goes to its agent's error policy.
+    #[error("`{topic}` refuses the record ({reason}): {source}")]
+    OutputRefused {
+        /// The topic the record was for.
+        topic: String,
+        /// A short name of the refusal (`output_too_large`, `output_timestamp`, ...).
+        reason: &'static str,
+        /// librdkafka's error.
+        #[source]
+        source: Box<rdkafka::error::KafkaError>,
+    },
+    /// An output's timestamp is further ahead of the clock than `processing.max_timestamp_ahead`
+    /// (the broker would refuse it).
+    #[error("`{topic}` would refuse a record stamped {timestamp} ms, more than {limit:?} ahead of the clock")]
+    TimestampAhead {
+        /// The topic the record was for.
+        topic: String,
+        /// The record's timestamp (ms since the epoch).
+        timestamp: i64,
+        /// `processing.max_timestamp_ahead`.
+        limit: Duration,
+    },
+    /// An earlier attempt at this record produced an output the broker refused for good.
+    #[error("the output of offset {offset} was refused for good: {error}")]
+    OutputRejected {
+        /// Offset of the source record.
+        offset: i64,
+        /// What the broker said, and about which topic.
+        error: String,
+    },
     /// A bounded wait ran out.
     #[error("timed out after {after:?} while {context}")]
     Timeout {

@@ -26,6 +26,9 @@
 //! - [`store`]: the node's sled database, stamped with its Kafka cluster id.
 //! - [`codec`]: JSON, MessagePack, string and raw codecs for keys and values, and codecs an
 //!   app registers.
+//! - `outbox`: an event's records staged until it finishes, handed to the producer with their
+//!   source offset, and their acknowledgements (a refused one names its source record).
+//! - [`fault`]: the one place that classifies a failure: transient, this record, or fatal.
 //! - [`policy`]: what happens to events that cannot be processed (skip, dead-letter, stop).
 //! - [`repartition`]: `group_by`, re-keying a stream through an internal topic.
 //! - [`record`]: the owned record that crosses actors.
@@ -43,11 +46,13 @@ mod commit;
 pub mod consumer;
 pub mod coordinator;
 pub mod error;
+pub mod fault;
 mod global;
 #[doc(hidden)]
 pub mod hot_path;
 pub mod members;
 pub mod metrics;
+mod outbox;
 mod partition;
 pub mod policy;
 mod reader;
@@ -62,9 +67,7 @@ pub mod transaction;
 pub mod window;
 mod windowed;
 
-pub use agent::{
-    Agent, AgentError, AgentRef, Event, Outbox, SendOptions, TopicCodecs, SOURCE_HEADER,
-};
+pub use agent::{Agent, AgentError, AgentRef, Event, SendOptions, TopicCodecs, SOURCE_HEADER};
 pub use batch::{Batch, BatchAgent, BatchEvent};
 pub use codec::{register_codec, Codec, CustomCodec};
 pub use consumer::ConsumerThread;
@@ -72,6 +75,7 @@ pub use coordinator::{Coordinator, CoordinatorInit, StandbyPlan, StopAll};
 pub use error::{Error, Result};
 pub use members::Membership;
 pub use metrics::Metrics;
+pub use outbox::Outbox;
 pub use partition::PartitionSettings;
 pub use policy::{DeadLetter, ErrorPolicy, OnError};
 pub use record::{Header, Record};

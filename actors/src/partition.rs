@@ -60,6 +60,9 @@ pub struct PartitionSettings {
     pub cache_keys: usize,
     /// Commits are node-wide Kafka transactions (see `transaction`), not this actor's cycle.
     pub exactly_once: bool,
+    /// Outputs stamped further ahead of the clock than this are refused at once (see
+    /// `outbox`): the broker would refuse them, and their produce batch with them.
+    pub max_timestamp_ahead: Duration,
 }
 
 /// One agent of the partition: its actor and the metrics of its events.

@@ -20,7 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::Target;
 use crate::agent_actor::Work;
+use rdkafka::error::RDKafkaErrorCode;
+
 use crate::error::{Error, Result};
+use crate::fault::{classify, reason_of, Fault};
 use crate::metrics::Metrics;
 use crate::record::{Header, Record};
 
@@ -185,6 +188,96 @@ pub fn parse_source(value: &[u8]) -> Result<(String, i32, i64)> {
     Ok((topic.to_owned(), partition, offset))
 }
 
+/// Header on a dead letter whose payload was cut to fit the dead-letter topic: the original
+/// payload's size in bytes.
+pub const ORIGINAL_SIZE_HEADER: &str = "faust-original-size";
+/// Header on a dead letter stamped with the time of sending because the topic refused the
+/// source record's own timestamp: that timestamp (ms, decimal).
+pub const SOURCE_TIMESTAMP_HEADER: &str = "faust-source-timestamp";
+
+/// The payload prefix a truncated dead letter keeps, before trying none at all.
+const TRUNCATED_PAYLOAD: usize = 16 * 1024;
+
+/// Why a dead letter was not written.
+enum LetterFailed {
+    /// Try again later (broker unreachable, ...).
+    Transient(String),
+    /// Refused for good, even truncated.
+    Refused(String),
+}
+
+/// Writes the dead letter of `record` to `dlq` and waits for its acknowledgement. A letter the
+/// topic refuses for its timestamp is stamped with the time of sending (the original timestamp
+/// in [`SOURCE_TIMESTAMP_HEADER`]); one refused for its size is sent again with the payload cut
+/// to 16 KiB, then without payload ([`ORIGINAL_SIZE_HEADER`] holds the original size; the key
+/// and every header are kept). Returns how it was written.
+async fn dead_letter(
+    work: &mut Work,
+    dlq: &str,
+    record: &Record,
+    letter: &DeadLetter,
+) -> std::result::Result<&'static str, LetterFailed> {
+    let mut headers = letter.headers(record);
+    let mut to = Target {
+        partition: Some(record.partition),
+        timestamp: record.timestamp,
+    };
+    let original = record.value.as_deref();
+    let mut payload = original;
+    let mut how = "unchanged";
+    if work.outbox.too_far_ahead(to.timestamp) {
+        // The topic would refuse it (see `processing.max_timestamp_ahead`).
+        let ts = to.timestamp.take().unwrap_or_default();
+        headers.push(header(SOURCE_TIMESTAMP_HEADER, ts.to_string()));
+        how = "stamped with the time of sending";
+    }
+    loop {
+        let sent = match work
+            .outbox
+            .send_now(dlq, to, record.key.as_deref(), payload, &headers)
+            .await
+        {
+            Ok(delivery) => match delivery.await {
+                Ok(Ok(_)) => return Ok(how),
+                Ok(Err((e, _))) => e,
+                Err(_) => return Err(LetterFailed::Transient("the producer dropped it".into())),
+            },
+            Err(Error::OutputRefused { source, .. }) => *source,
+            Err(e) => return Err(LetterFailed::Transient(e.to_string())),
+        };
+        let code = sent.rdkafka_error_code();
+        match classify(&sent) {
+            Fault::Record
+                if code == Some(RDKafkaErrorCode::InvalidTimestamp) && to.timestamp.is_some() =>
+            {
+                let ts = to.timestamp.take().unwrap_or_default();
+                headers.push(header(SOURCE_TIMESTAMP_HEADER, ts.to_string()));
+                how = "stamped with the time of sending";
+            }
+            Fault::Record if reason_of(&sent) == "output_too_large" && payload.is_some() => {
+                if !headers.iter().any(|h| h.key == ORIGINAL_SIZE_HEADER) {
+                    let size = original.map_or(0, <[u8]>::len);
+                    headers.push(header(ORIGINAL_SIZE_HEADER, size.to_string()));
+                }
+                payload = match payload {
+                    Some(p) if p.len() > TRUNCATED_PAYLOAD => Some(&p[..TRUNCATED_PAYLOAD]),
+                    _ => None,
+                };
+                how = "truncated";
+            }
+            Fault::Record | Fault::Fatal => return Err(LetterFailed::Refused(sent.to_string())),
+            Fault::Transient => return Err(LetterFailed::Transient(sent.to_string())),
+        }
+    }
+}
+
+fn header(key: &str, value: String) -> Header {
+    Header {
+        key: key.into(),
+        value: Some(value.into_bytes()),
+    }
+}
+
 /// What failed, for [`apply`].
 pub(crate) struct Failed<'a> {
     pub(crate) agent: &'a str,
@@ -232,26 +325,21 @@ pub(crate) async fn apply(
         }
         let letter = DeadLetter::of(record, agent, reason, error);
         let dlq = &policy.dead_letter_topic;
-        let sent = work
-            .outbox
-            .send_raw(
-                dlq,
-                Target {
-                    partition: Some(record.partition),
-                    timestamp: record.timestamp,
-                },
-                record.key.as_deref(),
-                record.value.as_deref(),
-                &letter.headers(record),
-            )
-            .await;
-        if let Err(e) = sent {
-            tracing::error!(agent, %topic, partition, offset, error = %e,
-                "cannot dead-letter the event; retrying it");
-            return Err(Applied::Retry);
+        match dead_letter(work, dlq, record, &letter).await {
+            Ok(how) => tracing::error!(agent, %topic, partition, offset, reason, error,
+                dead_letter_topic = %dlq, how, "event dead-lettered"),
+            Err(LetterFailed::Transient(e)) => {
+                tracing::error!(agent, %topic, partition, offset, error = %e,
+                    "cannot dead-letter the event; retrying it");
+                return Err(Applied::Retry);
+            }
+            Err(LetterFailed::Refused(e)) => {
+                return Err(Applied::Halt(format!(
+                    "agent `{agent}` cannot process {topic}[{partition}]@{offset} ({reason}: \
+                     {error}), and `{dlq}` refuses even a truncated dead letter of it: {e}"
+                )))
+            }
         }
-        tracing::error!(agent, %topic, partition, offset, reason, error,
-            dead_letter_topic = %dlq, "event dead-lettered");
     }
     Ok(())
 }
@@ -275,6 +363,7 @@ mod tests {
                 key: "trace".into(),
                 value: Some(b"t1".to_vec()),
             }],
+            unreadable: None,
         };
         let letter = DeadLetter::of(&record, "count", "value", "expected value at line 1");
         let headers = letter.headers(&record);

@@ -48,7 +48,7 @@ impl<C: ConsumerContext + 'static> PartitionReader<C> {
         loop {
             while out.len() < max {
                 match self.queue.poll(Duration::ZERO) {
-                    Some(Ok(msg)) => out.push(Record::from_message(&self.topic, &msg)),
+                    Some(Ok(msg)) => out.push(Record::read(&self.topic, &msg)),
                     Some(Err(e)) => tracing::warn!(
                         topic = %self.topic, partition = self.partition, error = %e,
                         "error event on the partition queue"

@@ -318,6 +318,7 @@ fn event_time_comes_from_the_record_a_field_or_the_clock() {
         key: None,
         value: None,
         headers: Vec::new(),
+        unreadable: None,
     };
     let t = WindowedTable::<String, u64>::tumbling("w", ms(10));
     assert_eq!(t.time_of(&record, &()).unwrap(), 42);

@@ -153,6 +153,13 @@ pub struct ProcessingConfig {
     /// Longest wait for partitions to commit and stop, on revoke and at shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Outputs stamped with an event's time (`emit`, `forward`, `group_by`) further ahead of
+    /// the clock than this are refused before they reach the broker, and their event goes to
+    /// the agent's error policy (reason `output_timestamp`). Kafka 4 refuses records more than
+    /// `message.timestamp.after.max.ms` (1 h by default) ahead, and a refused record takes its
+    /// whole produce batch with it; set this to the sinks' limit.
+    #[serde(with = "humantime_serde")]
+    pub max_timestamp_ahead: Duration,
     /// `at_least_once` (the default: after a crash some events are processed again) or
     /// `exactly_once` (each commit is one Kafka transaction: outputs, changelog writes and
     /// source offsets; readers use `read_committed`). Needs a real Kafka broker.
@@ -180,6 +187,7 @@ impl Default for ProcessingConfig {
             workers: 0,
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(10),
+            max_timestamp_ahead: Duration::from_secs(3600),
             shutdown_timeout: Duration::from_secs(30),
             guarantee: Guarantee::AtLeastOnce,
         }

@@ -39,6 +39,7 @@ pub const TEST_AGENTS: &[&str] = &[
     "by_user",
     "by_user-group_by",
     "batcher",
+    "emit_then_fail",
 ];
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -186,6 +187,78 @@ impl Kafka {
         producer.flush(TIMEOUT).expect("flush");
     }
 
+    /// Produces one record to the input topic with a header whose *name* is `name` as raw bytes
+    /// (a C or Go producer can send a name that is not UTF-8; rdkafka's API cannot).
+    pub fn produce_with_header_name(&self, key: &str, value: &[u8], name: &[u8]) {
+        let headers = rdkafka::message::OwnedHeaders::new();
+        // `BorrowedHeaders` is librdkafka's headers pointer itself (rdkafka's own casts).
+        let native = headers.as_borrowed() as *const rdkafka::message::BorrowedHeaders
+            as *mut rdkafka::bindings::rd_kafka_headers_t;
+        // SAFETY: a live, writable headers list; the bytes are copied by librdkafka.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_header_add(
+                native,
+                name.as_ptr().cast(),
+                name.len() as isize,
+                b"x".as_ptr().cast(),
+                1,
+            )
+        };
+        assert_eq!(
+            err,
+            rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        );
+        let producer: ThreadedProducer<_> = self.client().create().expect("producer");
+        let record = BaseRecord::to(&self.topic)
+            .key(key)
+            .payload(value)
+            .headers(headers);
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+        producer.flush(TIMEOUT).expect("flush");
+    }
+
+    /// Sets topic configs (real Kafka only), e.g. `max.message.bytes`.
+    pub fn set_topic_config(&self, topic: &str, configs: &[(&str, &str)]) {
+        let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
+        let mut alter =
+            rdkafka::admin::AlterConfig::new(rdkafka::admin::ResourceSpecifier::Topic(topic));
+        for (k, v) in configs {
+            alter = alter.set(k, v);
+        }
+        let res = futures::executor::block_on(admin.alter_configs(
+            [&alter],
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        ))
+        .expect("alter configs");
+        for r in res {
+            r.expect("topic config set");
+        }
+    }
+
+    /// Every record of `topic`: (partition, offset, timestamp, key, payload, headers).
+    pub fn records(&self, topic: &str) -> Vec<Read> {
+        let mut out = Vec::new();
+        self.read_to_end(topic, |m| {
+            let headers = m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Read {
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp: m.timestamp().to_millis(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec),
+                headers,
+            });
+        });
+        out
+    }
+
     /// The offsets group `group` committed on the input topic, per partition.
     pub fn committed(&self, group: &str) -> HashMap<i32, i64> {
         committed(&self.bootstrap(), group, &self.topic)
@@ -226,6 +299,9 @@ impl Kafka {
             .client()
             .set("group.id", unique("reader"))
             .set("enable.auto.commit", "false")
+            // A read_committed reader never sees the offsets of transaction markers, so a
+            // transactional topic ends where librdkafka says so, before its high watermark.
+            .set("enable.partition.eof", "true")
             .create()
             .unwrap();
         let mut tpl = TopicPartitionList::new();
@@ -236,16 +312,25 @@ impl Kafka {
         consumer.assign(&tpl).unwrap();
         drop(tpl);
         let mut next: HashMap<i32, i64> = HashMap::new();
+        let mut at_end: HashSet<i32> = HashSet::new();
         let start = Instant::now();
         while ends
             .iter()
-            .any(|(p, end)| next.get(p).copied().unwrap_or(0) < *end)
+            .any(|(p, end)| !at_end.contains(p) && next.get(p).copied().unwrap_or(0) < *end)
         {
             assert!(start.elapsed() < TIMEOUT, "{topic} not read in time");
             let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
                 continue;
             };
-            let msg = msg.unwrap();
+            let msg = match msg {
+                Ok(msg) => msg,
+                Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
+                    at_end.insert(p);
+                    continue;
+                }
+                Err(e) => panic!("reading {topic}: {e}"),
+            };
+            at_end.remove(&msg.partition());
             next.insert(msg.partition(), msg.offset() + 1);
             f(&msg);
         }
@@ -337,6 +422,25 @@ impl Kafka {
             },
         );
         c
+    }
+}
+
+/// One record read back by [`Kafka::records`].
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Read {
+    /// The last header named `name`, as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let (_, v) = self.headers.iter().rev().find(|(k, _)| k == name)?;
+        Some(String::from_utf8_lossy(v.as_deref()?).into_owned())
     }
 }
 

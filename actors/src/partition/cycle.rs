@@ -59,7 +59,11 @@ impl PartitionActor {
             (res, d)
         };
         Box::pin(first.into_actor(self).then(move |(res, d), act, ctx| {
-            if !matches!(res, Err(Step::Delivery(_)) | Err(Step::Store(_))) {
+            if !matches!(
+                res,
+                Err(Step::Delivery(_) | Step::Undelivered(_) | Step::Store(_))
+            ) {
+                work.forget_refused_before(next);
                 work.tables.committed(&counts);
                 for (table, _, delta) in &counts {
                     act.metrics
@@ -111,8 +115,15 @@ impl PartitionActor {
 
     fn commit_failed(&mut self, ctx: &mut Context<Self>, step: Step) {
         commit_failed(&self.metrics, &self.topic, self.partition, &step);
-        if matches!(step, Step::Delivery(_)) {
-            self.rewind(ctx);
+        match step {
+            Step::Undelivered(undelivered) => {
+                if let Some(work) = self.work.as_mut() {
+                    work.refuse(undelivered.refused);
+                }
+                self.rewind(ctx);
+            }
+            Step::Delivery(_) => self.rewind(ctx),
+            Step::Store(_) | Step::Kafka(_) => {}
         }
     }
 }

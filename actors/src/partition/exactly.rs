@@ -9,6 +9,7 @@ use super::PartitionActor;
 use crate::changelog::applied_key;
 use crate::commit::write_changelogs;
 use crate::coordinator::Coordinator;
+use crate::outbox::{confirm, RefusedOutput};
 use crate::transaction::{Join, Outcome, Prepare, Vote};
 
 /// What a partition wrote to the transaction and keeps for the store until the decision.
@@ -65,20 +66,18 @@ impl PartitionActor {
                 Ok(staged) => Ok((work.outbox.take_pending(), work.outbox.producer(), staged)),
                 Err(e) => Err(format!("cannot encode table entries: {e}")),
             },
-        };
+        }
+        .map_err(|why| (why, Vec::new()));
         let first = async move {
             let (deliveries, producer, staged) = plan?;
             let wrote = moved || !deliveries.is_empty() || !staged.changes.is_empty();
-            for delivery in deliveries {
-                match delivery.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((e, _))) => return Err(format!("an output was not delivered: {e}")),
-                    Err(_) => return Err("the producer dropped an output record".into()),
-                }
+            if let Err(undelivered) = confirm(deliveries).await {
+                let why = format!("an output was not delivered: {undelivered}");
+                return Err((why, undelivered.refused));
             }
             let logs = write_changelogs(producer, partition, &staged.changes)
                 .await
-                .map_err(|step| step.to_string())?;
+                .map_err(|step| (step.to_string(), Vec::new()))?;
             let mut batch = staged.batch;
             for (table, n) in logs {
                 batch.insert(applied_key(&table), &n.to_be_bytes());
@@ -97,7 +96,7 @@ impl PartitionActor {
                     next,
                     wrote: p.wrote,
                 },
-                Err(why) => Vote::Abort(format!("{topic}[{partition}]: {why}")),
+                Err((why, _)) => Vote::Abort(format!("{topic}[{partition}]: {why}")),
             };
             // A round that ended without this vote (it timed out) has aborted.
             let late = vote.send(ballot).is_err();
@@ -114,7 +113,7 @@ impl PartitionActor {
         &mut self,
         ctx: &mut Context<Self>,
         outcome: Outcome,
-        prepared: Result<Prepared, String>,
+        prepared: Result<Prepared, (String, Vec<RefusedOutput>)>,
         late: bool,
     ) {
         tracing::debug!(topic = %self.topic, partition = self.partition, ?outcome, "decided");
@@ -133,6 +132,7 @@ impl PartitionActor {
                     return;
                 }
                 work.tables.committed(&prepared.counts);
+                work.forget_refused_before(self.next);
                 for (table, _, delta) in &prepared.counts {
                     let keys = self.metrics.table_keys.with_label_values(&[table]);
                     keys.add(*delta);
@@ -143,7 +143,7 @@ impl PartitionActor {
                 self.stored = self.next;
                 self.committed = self.next;
             }
-            (Outcome::Committed, Err(why)) if !late => {
+            (Outcome::Committed, Err((why, _))) if !late => {
                 tracing::error!(topic = %self.topic, partition = self.partition, error = %why,
                     "committed, but the store cannot follow: restarting the partition, whose \
                      tables restore from the committed changelog");
@@ -160,7 +160,10 @@ impl PartitionActor {
                     self.halt(ctx, "the transactional producer failed for good".into());
                 }
             }
-            (_, _) => {
+            (_, prepared) => {
+                if let (Err((_, refused)), Some(work)) = (prepared, self.work.as_mut()) {
+                    work.refuse(refused);
+                }
                 tracing::warn!(topic = %self.topic, partition = self.partition,
                     resume_at = ?self.stored.or(self.first_seen),
                     "transaction aborted: dropping uncommitted work and resuming from the last \
