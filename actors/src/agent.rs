@@ -4,7 +4,6 @@
 //! together with the table shards of its partition and a way to send records to other topics.
 //! Events of one partition are handled one at a time, in offset order.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -14,9 +13,10 @@ use futures::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::codec::Codec;
+pub use crate::codec::TopicCodecs;
 use crate::error::{Error, Result};
 pub use crate::outbox::Outbox;
+use crate::outbox::Target;
 use crate::policy::ErrorPolicy;
 use crate::record::{Header, Record};
 use crate::repartition::Stage;
@@ -99,27 +99,6 @@ impl fmt::Display for AgentError {
 impl fmt::Debug for AgentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-/// The key and value codecs of every topic the app knows; unknown topics get the defaults.
-#[derive(Debug, Clone, Default)]
-pub struct TopicCodecs {
-    map: HashMap<String, (Codec, Codec)>,
-}
-
-impl TopicCodecs {
-    /// Sets the codecs of `topic`.
-    pub fn insert(&mut self, topic: &str, key: Codec, value: Codec) {
-        self.map.insert(topic.to_owned(), (key, value));
-    }
-
-    /// The (key, value) codecs of `topic`: JSON for both when the topic is not configured.
-    pub fn get(&self, topic: &str) -> (Codec, Codec) {
-        self.map
-            .get(topic)
-            .copied()
-            .unwrap_or((Codec::Json, Codec::Json))
     }
 }
 
@@ -331,25 +310,6 @@ impl<K, V> Event<'_, K, V> {
 pub struct SendOptions {
     target: Target,
     headers: Vec<Header>,
-}
-
-/// Where a record goes within its topic and the timestamp it carries; `None` leaves the choice
-/// to the producer (the key's partition, the current time).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Target {
-    pub(crate) partition: Option<i32>,
-    pub(crate) timestamp: Option<i64>,
-}
-
-impl Target {
-    /// The key's partition, stamped with `timestamp` (an input record's, so event time flows
-    /// through to what it causes).
-    pub(crate) fn at(timestamp: Option<i64>) -> Self {
-        Target {
-            partition: None,
-            timestamp,
-        }
-    }
 }
 
 impl SendOptions {

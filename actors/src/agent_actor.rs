@@ -7,13 +7,12 @@
 //! one would kill the actor and lose the batch).
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use futures::FutureExt;
-
-use std::collections::BTreeMap;
 
 use crate::agent::{AgentRef, Failure};
 use crate::error::Error;
@@ -47,12 +46,13 @@ impl Work {
         }
     }
 
-    /// Records outputs refused for good, so that their sources go to the policy next time.
+    /// Records outputs refused for good: their sources are handled alone next time.
     pub(crate) fn refuse(&mut self, refused: Vec<RefusedOutput>) {
         for r in refused {
             tracing::error!(partition = self.tables.partition(), offset = r.source,
                 reason = r.reason, error = %r.error,
-                "an output was refused for good: its source record goes to the error policy");
+                "an output was refused for good: after the rewind its source record is handled \
+                 alone, and goes to the error policy if refused again");
             self.refused.insert(r.source, r);
         }
     }
@@ -78,7 +78,16 @@ impl Work {
 
     /// Whether `record`'s output was refused before (see the field).
     fn suspect(&self, record: &Record) -> bool {
-        !self.refused.is_empty() && self.refused.contains_key(&record.offset)
+        self.refused.contains_key(&record.offset)
+    }
+}
+
+/// An event's failure to send: for good when the output was refused (the policy decides at
+/// once), otherwise an error retried like the agent's own.
+fn output_failed(error: Error) -> Failure {
+    match error.refused_output() {
+        Some(reason) => Failure::Invalid { reason, error },
+        None => Failure::Agent(error.into()),
     }
 }
 
@@ -200,7 +209,7 @@ async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
         // A record that cannot be handed over ends the chunk before it, or fails alone; a
         // suspect ends the chunk before it, or is handled alone.
         let mut alone = false;
-        let odd = |r: &Record| Work::unfit(r).is_some() || work.suspect(r);
+        let odd = |r: &Record| r.unreadable.is_some() || work.suspect(r);
         if let Some(at) = chunk.iter().position(odd) {
             if at > 0 {
                 chunk = &chunk[..at];
@@ -234,11 +243,7 @@ async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
             // An output refused before the producer fails the event for good, whatever the
             // agent made of the error.
             if let Some(error) = outbox.take_refusal() {
-                let reason = match &error {
-                    Error::OutputRefused { reason, .. } => reason,
-                    _ => "output_timestamp",
-                };
-                return Err((0, Failure::Invalid { reason, error }));
+                return Err((0, output_failed(error)));
             }
             handled?;
             // Windows this event's time closed are part of the event (and roll back with it).
@@ -248,10 +253,10 @@ async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
                 .map_err(|e| (0, Failure::Agent(e.into())))?;
             // Only a finished event's records reach the producer.
             let from = outbox.pending_len();
-            outbox.release(source).await.map_err(|e| match e {
-                Error::OutputRefused { reason, .. } => (0, Failure::Invalid { reason, error: e }),
-                e => (0, Failure::Agent(e.into())),
-            })?;
+            outbox
+                .release(source)
+                .await
+                .map_err(|e| (0, output_failed(e)))?;
             match alone {
                 true => confirm_alone(outbox, from).await,
                 false => Ok(()),

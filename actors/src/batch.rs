@@ -16,10 +16,9 @@ use futures::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::agent::{
-    decode_key, decode_value, AgentError, AgentRef, ErasedAgent, Failure, Outbox, Target,
-};
+use crate::agent::{decode_key, decode_value, AgentError, AgentRef, ErasedAgent, Failure, Outbox};
 use crate::error::Result;
+use crate::outbox::Target;
 use crate::record::Record;
 use crate::repartition::Stage;
 use crate::shard::TableSet;

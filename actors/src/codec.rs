@@ -5,6 +5,7 @@
 //! The bytes a table writes to its store are the same bytes a changelog carries, so any Kafka
 //! tool can read them.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -258,6 +259,27 @@ impl<'de> Deserializer<'de> for RawDeserializer<'_> {
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char bytes byte_buf option unit
         unit_struct tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// The key and value codecs of every topic the app knows; unknown topics get the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct TopicCodecs {
+    map: HashMap<String, (Codec, Codec)>,
+}
+
+impl TopicCodecs {
+    /// Sets the codecs of `topic`.
+    pub fn insert(&mut self, topic: &str, key: Codec, value: Codec) {
+        self.map.insert(topic.to_owned(), (key, value));
+    }
+
+    /// The (key, value) codecs of `topic`: JSON for both when the topic is not configured.
+    pub fn get(&self, topic: &str) -> (Codec, Codec) {
+        self.map
+            .get(topic)
+            .copied()
+            .unwrap_or((Codec::Json, Codec::Json))
     }
 }
 

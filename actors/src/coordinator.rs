@@ -15,12 +15,14 @@ use actix::prelude::*;
 use futures::future::join_all;
 use rdkafka::producer::FutureProducer;
 
-use crate::agent::{AgentRef, Outbox, TopicCodecs};
+use crate::agent::AgentRef;
 use crate::agent_actor::Work;
 use crate::changelog::{changelog_topic, Restore};
+use crate::codec::TopicCodecs;
 use crate::consumer::{NodeConsumer, NodeContext};
 use crate::members::{place_standbys, Membership, Part};
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 use crate::partition::{
     Forward, PartitionActor, PartitionInit, PartitionSettings, Stop, WorkFactory,
 };

@@ -203,6 +203,16 @@ impl Error {
         )
     }
 
+    /// The reason label of an output refused for good (the broker's or the timestamp rule's),
+    /// or `None` for any other error.
+    pub(crate) fn refused_output(&self) -> Option<&'static str> {
+        match self {
+            Error::OutputRefused { reason, .. } => Some(reason),
+            Error::TimestampAhead { .. } => Some("output_timestamp"),
+            _ => None,
+        }
+    }
+
     pub(crate) fn store(path: &std::path::Path, source: sled::Error) -> Self {
         Error::Store {
             path: path.to_path_buf(),

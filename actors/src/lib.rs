@@ -24,10 +24,11 @@
 //!   placement by rendezvous hashing.
 //! - `standby`: warm copies of partitions owned elsewhere, tailing their changelogs.
 //! - [`store`]: the node's sled database, stamped with its Kafka cluster id.
-//! - [`codec`]: JSON, MessagePack, string and raw codecs for keys and values, and codecs an
-//!   app registers.
-//! - `outbox`: an event's records staged until it finishes, handed to the producer with their
-//!   source offset, and their acknowledgements (a refused one names its source record).
+//! - [`codec`]: JSON, MessagePack, string and raw codecs for keys and values, codecs an app
+//!   registers, and which codecs each topic uses.
+//! - `outbox`: where a record goes (`Target`), an event's records staged until it finishes,
+//!   handed to the producer with their source offset, and their acknowledgements (a refused
+//!   one names its source record).
 //! - [`fault`]: the one place that classifies a failure: transient, this record, or fatal.
 //! - [`policy`]: what happens to events that cannot be processed (skip, dead-letter, stop).
 //! - [`repartition`]: `group_by`, re-keying a stream through an internal topic.
@@ -67,9 +68,9 @@ pub mod transaction;
 pub mod window;
 mod windowed;
 
-pub use agent::{Agent, AgentError, AgentRef, Event, SendOptions, TopicCodecs, SOURCE_HEADER};
+pub use agent::{Agent, AgentError, AgentRef, Event, SendOptions, SOURCE_HEADER};
 pub use batch::{Batch, BatchAgent, BatchEvent};
-pub use codec::{register_codec, Codec, CustomCodec};
+pub use codec::{register_codec, Codec, CustomCodec, TopicCodecs};
 pub use consumer::ConsumerThread;
 pub use coordinator::{Coordinator, CoordinatorInit, StandbyPlan, StopAll};
 pub use error::{Error, Result};

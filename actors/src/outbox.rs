@@ -21,10 +21,29 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::Serialize;
 
-use crate::agent::{Target, TopicCodecs};
+use crate::codec::TopicCodecs;
 use crate::error::{Error, Result};
 use crate::fault::{classify, reason_of, Fault};
 use crate::record::Header;
+
+/// Where a record goes within its topic and the timestamp it carries; `None` leaves the choice
+/// to the producer (the key's partition, the current time).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Target {
+    pub(crate) partition: Option<i32>,
+    pub(crate) timestamp: Option<i64>,
+}
+
+impl Target {
+    /// The key's partition, stamped with `timestamp` (an input record's, so event time flows
+    /// through to what it causes).
+    pub(crate) fn at(timestamp: Option<i64>) -> Self {
+        Target {
+            partition: None,
+            timestamp,
+        }
+    }
+}
 
 /// A record staged by the current event.
 struct Output {
@@ -203,12 +222,7 @@ impl Outbox {
 
     fn stage(&mut self, output: Output) -> Result<()> {
         if self.producer.is_none() {
-            return Err(Error::ActorGone {
-                context: format!(
-                    "sending to `{}`: this runtime has no producer",
-                    output.topic
-                ),
-            });
+            return Err(no_producer(&output.topic));
         }
         if self.too_far_ahead(output.to.timestamp) {
             let refused = || Error::TimestampAhead {
@@ -246,8 +260,8 @@ impl Outbox {
     /// The producer refused a record at once (for good: [`Error::OutputRefused`]), or its
     /// queue stayed full. Records handed over before it stay in flight.
     pub(crate) async fn release(&mut self, source: Option<i64>) -> Result<()> {
+        // Without a producer nothing was staged (`stage` refuses).
         let Some(producer) = self.producer.clone() else {
-            self.staged.clear();
             return Ok(());
         };
         for out in std::mem::take(&mut self.staged) {
@@ -273,13 +287,15 @@ impl Outbox {
         value: Option<&[u8]>,
         headers: &[Header],
     ) -> Result<DeliveryFuture> {
-        let Some(producer) = self.producer.clone() else {
-            return Err(Error::ActorGone {
-                context: format!("sending to `{topic}`: this runtime has no producer"),
-            });
-        };
+        let producer = self.producer.clone().ok_or_else(|| no_producer(topic))?;
         let out = Output::copied(topic, to, key, value, headers);
         enqueue(&producer, record(&out)).await
+    }
+}
+
+fn no_producer(topic: &str) -> Error {
+    Error::ActorGone {
+        context: format!("sending to `{topic}`: this runtime has no producer"),
     }
 }
 

@@ -16,15 +16,14 @@
 
 use std::str::FromStr;
 
+use rdkafka::error::RDKafkaErrorCode;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::Target;
 use crate::agent_actor::Work;
-use rdkafka::error::RDKafkaErrorCode;
-
 use crate::error::{Error, Result};
 use crate::fault::{classify, reason_of, Fault};
 use crate::metrics::Metrics;
+use crate::outbox::Target;
 use crate::record::{Header, Record};
 
 /// What to do with an event that failed for good.
@@ -225,11 +224,15 @@ async fn dead_letter(
     let original = record.value.as_deref();
     let mut payload = original;
     let mut how = "unchanged";
-    if work.outbox.too_far_ahead(to.timestamp) {
-        // The topic would refuse it (see `processing.max_timestamp_ahead`).
+    // Sent with the time of sending instead of the record's, which is kept in a header.
+    let restamp = |to: &mut Target, headers: &mut Vec<Header>| {
         let ts = to.timestamp.take().unwrap_or_default();
         headers.push(header(SOURCE_TIMESTAMP_HEADER, ts.to_string()));
-        how = "stamped with the time of sending";
+        "stamped with the time of sending"
+    };
+    if work.outbox.too_far_ahead(to.timestamp) {
+        // The topic would refuse it (see `processing.max_timestamp_ahead`).
+        how = restamp(&mut to, &mut headers);
     }
     loop {
         let sent = match work
@@ -250,9 +253,7 @@ async fn dead_letter(
             Fault::Record
                 if code == Some(RDKafkaErrorCode::InvalidTimestamp) && to.timestamp.is_some() =>
             {
-                let ts = to.timestamp.take().unwrap_or_default();
-                headers.push(header(SOURCE_TIMESTAMP_HEADER, ts.to_string()));
-                how = "stamped with the time of sending";
+                how = restamp(&mut to, &mut headers);
             }
             Fault::Record if reason_of(&sent) == "output_too_large" && payload.is_some() => {
                 if !headers.iter().any(|h| h.key == ORIGINAL_SIZE_HEADER) {

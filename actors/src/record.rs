@@ -55,9 +55,7 @@ impl Record {
             unreadable,
         }
     }
-}
 
-impl Record {
     /// Copies a message like [`Record::from_message`], and turns a panic while doing so into a
     /// record that goes to the agent's policy (with what could be read: where it is).
     pub(crate) fn read(topic: &Arc<str>, msg: &BorrowedMessage<'_>) -> Self {

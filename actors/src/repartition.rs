@@ -17,7 +17,8 @@ use std::sync::Arc;
 use futures::future::LocalBoxFuture;
 use serde::Serialize;
 
-use crate::agent::{decode_value, Agent, AgentRef, ErasedAgent, Failure, Outbox, Target};
+use crate::agent::{decode_value, Agent, AgentRef, ErasedAgent, Failure, Outbox};
+use crate::outbox::Target;
 use crate::record::{Header, Record};
 use crate::shard::TableSet;
 use crate::table::TableSpec;

@@ -17,11 +17,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::agent::{Outbox, Target, TopicCodecs};
 use crate::changelog::changelog_topic;
 use crate::codec::Codec;
+use crate::codec::TopicCodecs;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::outbox::{Outbox, Target};
 use crate::table::{GlobalTable, GlobalView, Table, TableKey, TableSpec, TableValue, TableView};
 use crate::window::WindowedTable;
 use crate::windowed::{WindowShard, WindowView};

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use prometheus::IntCounter;
 
-use crate::agent::TopicCodecs;
 use crate::codec::Codec;
+use crate::codec::TopicCodecs;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::shard::{Change, CloseRecord, Shard, ShardKey, ShardOps, ShardValue};
