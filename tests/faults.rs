@@ -56,6 +56,7 @@ fn total(kafka: &Kafka) -> i64 {
 struct Run {
     invalid: HashMap<String, u64>,
     commit_failures: u64,
+    aborted: u64,
     health: String,
     table: HashMap<String, u64>,
 }
@@ -91,6 +92,7 @@ fn run(kafka: &Kafka, cfg: Config) -> Run {
     .filter(|(_, n)| *n > 0)
     .collect();
     let commit_failures = m.commit_failures_total.get();
+    let aborted = m.transactions_total.with_label_values(&["aborted"]).get();
     let health = http_get(info.web_addr.unwrap(), "/healthz").unwrap();
     node.stop().unwrap();
     let table = Store::open_existing(&store)
@@ -100,6 +102,7 @@ fn run(kafka: &Kafka, cfg: Config) -> Run {
     Run {
         invalid,
         commit_failures,
+        aborted,
         health,
         table,
     }
@@ -283,6 +286,49 @@ fn an_output_too_large_for_its_sink_sends_its_source_to_the_policy_and_spares_it
     let letters = dead_letters(&kafka, &group);
     assert_eq!(letters.len(), 1, "one dead letter");
     assert_eq!(letters[0].payload.as_deref(), Some(&huge[..]));
+    assert_every_input_emitted_but(&kafka, url.as_bytes());
+}
+
+/// Known gap (issue 15): under exactly once, a refused output makes the whole transaction
+/// abortable, so nothing (not the suspect handled alone, not its dead letter) can be written
+/// until the round aborts; the stuck batch outlives `transaction.timeout.ms`, the broker fences
+/// the producer, and the partitions halt. Run with `--ignored` to reproduce.
+#[test]
+#[ignore = "issue 15: refused outputs under exactly once halt the node (see the doc comment)"]
+fn exactly_once_an_output_too_large_for_its_sink_aborts_and_sends_its_source_to_the_policy() {
+    logs();
+    let Some(kafka) = Kafka::real("too-large-eos") else {
+        return;
+    };
+    kafka.set_topic_config(&kafka.out, &[("max.message.bytes", "65536")]);
+    let url = format!("/{}", "u".repeat(100_000));
+    let huge = view(&url, 1);
+    let truth = around(&kafka, 300, || {
+        kafka.produce([(url.as_str(), huge.as_slice())].into_iter())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("too-large-eos");
+    let mut cfg = kafka.config(&dir.path().join("store"), &group);
+    cfg.processing.guarantee = Guarantee::ExactlyOnce;
+
+    let run = run(&kafka, cfg);
+
+    assert_eq!(run.table, truth, "its neighbours counted once, it not");
+    assert_eq!(run.invalid, HashMap::from([("output_too_large".into(), 1)]));
+    assert!(
+        (1..=4).contains(&run.aborted),
+        "a transaction or two aborted, not a loop: {}",
+        run.aborted
+    );
+    // Read committed: each other view's output exactly once, the dead letter once.
+    let letters = dead_letters(&kafka, &group);
+    assert_eq!(letters.len(), 1, "one dead letter");
+    assert_eq!(letters[0].payload.as_deref(), Some(&huge[..]));
+    assert_eq!(
+        kafka.records(&kafka.out).len() as i64,
+        total(&kafka) - 1,
+        "no output twice"
+    );
     assert_every_input_emitted_but(&kafka, url.as_bytes());
 }
 

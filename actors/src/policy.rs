@@ -201,7 +201,7 @@ const TRUNCATED_PAYLOAD: usize = 16 * 1024;
 enum LetterFailed {
     /// Try again later (broker unreachable, ...).
     Transient(String),
-    /// Refused for good, even truncated.
+    /// Refused for good, even truncated, or the producer failed for good.
     Refused(String),
 }
 
@@ -245,7 +245,10 @@ async fn dead_letter(
                 Ok(Err((e, _))) => e,
                 Err(_) => return Err(LetterFailed::Transient("the producer dropped it".into())),
             },
+            // Refused at once: classified below like a failed delivery (a fatal producer
+            // must halt, not be retried for ever).
             Err(Error::OutputRefused { source, .. }) => *source,
+            Err(Error::Kafka { source, .. }) => source,
             Err(e) => return Err(LetterFailed::Transient(e.to_string())),
         };
         let code = sent.rdkafka_error_code();
@@ -337,7 +340,8 @@ pub(crate) async fn apply(
             Err(LetterFailed::Refused(e)) => {
                 return Err(Applied::Halt(format!(
                     "agent `{agent}` cannot process {topic}[{partition}]@{offset} ({reason}: \
-                     {error}), and `{dlq}` refuses even a truncated dead letter of it: {e}"
+                     {error}), and its dead letter cannot be written to `{dlq}`, even \
+                     truncated: {e}"
                 )))
             }
         }
