@@ -129,11 +129,9 @@ pub(crate) async fn open_transactions(
         bootstrap: bootstrap.into(),
         reason,
     };
-    let producer: FutureProducer = transactional_config(config, bootstrap, node_id)
-        .create()
-        .map_err(|e| failed(format!("cannot create the transactional producer: {e}")))?;
+    let settings = transactional_config(config, bootstrap, node_id);
     let timeout = config.broker.connect_timeout;
-    let opened = tokio::task::spawn_blocking(move || Transactions::open(producer, timeout))
+    let opened = tokio::task::spawn_blocking(move || Transactions::create(settings, timeout))
         .await
         .map_err(|e| failed(e.to_string()))?;
     let transactions = opened.map_err(|e| {

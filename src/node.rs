@@ -474,6 +474,7 @@ async fn node_main(
             cache_keys: config.store.cache_keys,
             exactly_once: transactions.is_some(),
             max_timestamp_ahead: p.max_timestamp_ahead,
+            stall_after: p.commit_interval * p.stall_intervals,
         },
         workers: workers.iter().map(Arbiter::handle).collect(),
         stop_timeout: p.shutdown_timeout,

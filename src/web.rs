@@ -1,5 +1,5 @@
 //! The node's HTTP server (actix-web, on the node's actix runtime): `GET /metrics` in the
-//! Prometheus text format and `GET /healthz`.
+//! Prometheus text format, `GET /healthz` and `GET /readyz`.
 
 use std::net::SocketAddr;
 
@@ -16,14 +16,9 @@ async fn metrics(m: web::Data<Metrics>) -> HttpResponse {
         .body(m.encode())
 }
 
-/// 200 while the consumer serves its group, reaches a broker, and no partition is halted by
-/// the `stop` error policy; 503 otherwise. The body says which.
-async fn healthz(m: web::Data<Metrics>) -> HttpResponse {
-    let up = m.consumer_up.get() >= 1.0;
-    let broker = m.broker_up.get() >= 1;
-    let active = m.assigned_partitions.with_label_values(&["active"]).get();
-    let halted: Vec<String> = m
-        .partition_halted
+/// `topic[partition]` of every series of `gauge` at 1 or more.
+fn flagged(gauge: &prometheus::IntGaugeVec) -> Vec<String> {
+    gauge
         .collect()
         .iter()
         .flat_map(|family| family.get_metric())
@@ -39,20 +34,62 @@ async fn healthz(m: web::Data<Metrics>) -> HttpResponse {
             };
             format!("{}[{}]", label("topic"), label("partition"))
         })
-        .collect();
-    let ok = up && broker && halted.is_empty();
-    let body = serde_json::json!({
-        "status": if ok { "ok" } else { "unavailable" },
-        "consumer": if up { "up" } else { "down" },
-        "broker": if broker { "up" } else { "down" },
-        "active_partitions": active,
-        "halted_partitions": halted,
-    });
+        .collect()
+}
+
+fn answer(ok: bool, body: serde_json::Value) -> HttpResponse {
     if ok {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// 200 while the consumer serves its group, reaches a broker, the transactional producer (if
+/// any) works, and no partition is halted by the `stop` error policy or stalled (records
+/// waiting, offset not moving for `processing.stall_intervals` commit intervals); 503
+/// otherwise. The body says which.
+async fn healthz(m: web::Data<Metrics>) -> HttpResponse {
+    let up = m.consumer_up.get() >= 1.0;
+    let broker = m.broker_up.get() >= 1;
+    let producer = m.producer_broken.get() == 0;
+    let active = m.assigned_partitions.with_label_values(&["active"]).get();
+    let halted = flagged(&m.partition_halted);
+    let stalled = flagged(&m.partition_stalled);
+    let ok = up && broker && producer && halted.is_empty() && stalled.is_empty();
+    answer(
+        ok,
+        serde_json::json!({
+            "status": if ok { "ok" } else { "unavailable" },
+            "consumer": if up { "up" } else { "down" },
+            "broker": if broker { "up" } else { "down" },
+            "producer": if producer { "up" } else { "rebuilding" },
+            "active_partitions": active,
+            "halted_partitions": halted,
+            "stalled_partitions": stalled,
+        }),
+    )
+}
+
+/// 200 when the node serves its group, reaches a broker, and every partition assigned to it
+/// is restored and consuming; 503 while any is restoring or joining (or the node is
+/// unhealthy for one of those reasons). For load balancers and rolling restarts.
+async fn readyz(m: web::Data<Metrics>) -> HttpResponse {
+    let up = m.consumer_up.get() >= 1.0;
+    let broker = m.broker_up.get() >= 1;
+    let producer = m.producer_broken.get() == 0;
+    let not_ready = m.partitions_not_ready.get();
+    let ok = up && broker && producer && not_ready == 0;
+    answer(
+        ok,
+        serde_json::json!({
+            "status": if ok { "ready" } else { "not_ready" },
+            "consumer": if up { "up" } else { "down" },
+            "broker": if broker { "up" } else { "down" },
+            "producer": if producer { "up" } else { "rebuilding" },
+            "partitions_not_ready": not_ready,
+        }),
+    )
 }
 
 /// A started server: the future to spawn, its handle and the addresses it listens on.
@@ -73,6 +110,7 @@ pub(crate) fn start(bind: &str, metrics: Metrics) -> Result<Web, Error> {
             .app_data(data.clone())
             .route("/metrics", web::get().to(self::metrics))
             .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
     })
     .workers(1)
     .disable_signals()

@@ -267,6 +267,30 @@ impl ConsumerContext for NodeContext {
     }
 }
 
+/// A partition's (low, high) watermarks as last seen in fetch responses: librdkafka's cache,
+/// no broker call (rdkafka does not expose it). `None` until the partition was fetched.
+pub(crate) fn cached_watermarks(
+    consumer: &NodeConsumer,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client outlives the call; librdkafka only reads `topic` and writes the two
+    // offsets, under its own lock.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some((low, high))
+}
+
 /// The group's committed offsets for `tpl`, as plain data (no librdkafka list outlives the
 /// call); partitions without a commit are left out.
 pub(crate) fn group_offsets(

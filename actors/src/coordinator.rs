@@ -26,6 +26,7 @@ use crate::outbox::Outbox;
 use crate::partition::{
     Forward, PartitionActor, PartitionInit, PartitionSettings, Stop, WorkFactory,
 };
+use crate::progress::{Progress, Watch};
 use crate::reader::PartitionReader;
 use crate::record::Record;
 use crate::shard::tree_name;
@@ -122,6 +123,7 @@ pub struct StandbyPlan {
 
 pub(crate) struct Running {
     pub(crate) addr: Addr<PartitionActor>,
+    progress: Arc<Progress>,
     revoked: Arc<AtomicBool>,
     /// Takes part in transaction rounds (exactly once; see `transaction::Join`).
     pub(crate) joined: bool,
@@ -145,8 +147,15 @@ pub struct Coordinator {
     meters: HashMap<String, RateMeter>,
     /// This actor's address, for partitions that join transaction rounds.
     me: Option<Addr<Coordinator>>,
-    /// The transactional producer failed for good: no more rounds.
+    /// The transactional producer failed for good: no rounds until a new one is built.
     pub(crate) broken: bool,
+    /// A new transactional producer is being built.
+    pub(crate) rebuilding: bool,
+    /// Failed attempts to build one since it broke, and when to try next.
+    pub(crate) rebuild_failures: u32,
+    pub(crate) rebuild_after: Option<Instant>,
+    /// Lag, commit age and stalls of the partitions, exported at each tick.
+    watch: Watch,
     /// A round from the commit interval is waiting or under way.
     pub(crate) round_queued: bool,
 }
@@ -154,6 +163,7 @@ pub struct Coordinator {
 impl Coordinator {
     /// A coordinator for `init`'s agents.
     pub fn new(init: CoordinatorInit) -> Self {
+        let stall_after = init.settings.stall_after;
         let mut by_topic: HashMap<String, Vec<AgentRef>> = HashMap::new();
         for agent in &init.agents {
             for topic in agent.topics() {
@@ -174,7 +184,11 @@ impl Coordinator {
             meters: HashMap::new(),
             me: None,
             broken: false,
+            rebuilding: false,
+            rebuild_failures: 0,
+            rebuild_after: None,
             round_queued: false,
+            watch: Watch::new(stall_after),
         }
     }
 
@@ -314,7 +328,9 @@ impl Coordinator {
             return;
         };
         let revoked = Arc::new(AtomicBool::new(false));
+        let progress = Progress::new(start);
         let init = PartitionInit {
+            progress: progress.clone(),
             restore: self.restore_for(&agents, partition),
             make_work: self.work_factory(&topic, partition, &agents),
             topic: topic.clone(),
@@ -338,6 +354,7 @@ impl Coordinator {
             (topic, partition),
             Running {
                 addr,
+                progress,
                 revoked,
                 joined: false,
             },
@@ -380,7 +397,22 @@ impl Coordinator {
         }));
     }
 
-    fn tick(&mut self) {
+    /// Exports each partition's lag (against the consumer's cached watermarks: no broker call),
+    /// commit age and stall, and how many are not consuming yet.
+    fn observe_partitions(&mut self) {
+        let consumer = self.consumer.clone();
+        let watermarks = |topic: &str, partition: i32| {
+            crate::consumer::cached_watermarks(consumer.as_ref()?, topic, partition)
+        };
+        let running = self
+            .partitions
+            .iter()
+            .filter(|(_, r)| r.addr.connected())
+            .map(|((t, p), r)| (t, *p, &*r.progress));
+        self.watch.observe(running, watermarks, &self.init.metrics);
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
         self.stopping
             .retain(|_, done| matches!(done.try_recv(), Ok(None)));
         self.reconcile_standbys();
@@ -396,7 +428,17 @@ impl Coordinator {
                     .set(rate);
             }
         }
+        self.init
+            .metrics
+            .producer_broken
+            .set(i64::from(self.broken));
+        self.observe_partitions();
         if self.stopping_all {
+            return;
+        }
+        if self.broken {
+            // Partitions restart only with the next producer.
+            self.rebuild_producer(ctx);
             return;
         }
         let dead: Vec<_> = self
@@ -451,7 +493,7 @@ impl Actor for Coordinator {
                 }
             }
         }
-        ctx.run_interval(Duration::from_secs(1), |act, _| act.tick());
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.tick(ctx));
         self.me = Some(ctx.address());
         if self.init.transactions.is_some() {
             ctx.run_interval(self.init.settings.commit_interval, |act, ctx| {
@@ -563,9 +605,9 @@ impl Handler<StopAll> for Coordinator {
                 }
             }
             .into_actor(self)
-            .map(|_, act, _| {
+            .map(|_, act, ctx| {
                 act.consumer = None;
-                act.tick();
+                act.tick(ctx);
             }),
         )
     }

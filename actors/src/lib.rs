@@ -34,6 +34,7 @@
 //! - [`repartition`]: `group_by`, re-keying a stream through an internal topic.
 //! - [`record`]: the owned record that crosses actors.
 //! - [`transaction`]: exactly once: node-wide commit rounds in one Kafka transaction.
+//! - `progress`: how far each partition got: lag, commit age, stalls, readiness.
 //! - [`metrics`] and [`throughput`]: Prometheus metrics and the rate meter.
 //! - [`error`]: this crate's one error type.
 //! - `hot_path`: the hot path's steps, exposed (hidden) for the criterion micro-benchmarks.
@@ -56,6 +57,7 @@ pub mod metrics;
 mod outbox;
 mod partition;
 pub mod policy;
+mod progress;
 mod reader;
 pub mod record;
 pub mod repartition;

@@ -54,6 +54,23 @@ pub struct Metrics {
     pub transactions_total: IntCounterVec,
     /// How long a transaction's commit round took (partitions paused, offsets sent, committed).
     pub transaction_seconds: Histogram,
+    /// Attempts to build a new transactional producer after one failed for good, by result
+    /// (`ok`, `failed`).
+    pub producer_rebuilds_total: IntCounterVec,
+    /// 1 while the transactional producer is broken and its partitions are stopped.
+    pub producer_broken: IntGauge,
+    /// Records waiting per active partition: high watermark minus committed offset.
+    pub partition_lag_records: IntGaugeVec,
+    /// How far behind an active partition is in time: 0 without lag, else the age of the last
+    /// record it processed.
+    pub partition_lag_seconds: GaugeVec,
+    /// Seconds since an active partition's committed offset last moved.
+    pub partition_commit_age_seconds: GaugeVec,
+    /// 1 for each active partition with records waiting and no progress for
+    /// `processing.stall_intervals` commit intervals.
+    pub partition_stalled: IntGaugeVec,
+    /// Active partitions not consuming yet (restoring their tables, or joining).
+    pub partitions_not_ready: IntGauge,
     /// Changelog records applied while restoring.
     pub recovery_records_total: IntCounter,
     /// Partitions that became active here while this node held a standby of them.
@@ -90,6 +107,13 @@ impl Metrics {
             ($kind:ty, $name:expr, $help:expr, $labels:expr) => {{
                 let m = <$kind>::new(Opts::new($name, $help), $labels)
                     .map_err(|source| Error::Metrics { source })?;
+                reg(Box::new(m.clone()))?;
+                m
+            }};
+        }
+        macro_rules! metric {
+            ($kind:ty, $name:expr, $help:expr) => {{
+                let m = <$kind>::new($name, $help).map_err(|source| Error::Metrics { source })?;
                 reg(Box::new(m.clone()))?;
                 m
             }};
@@ -245,6 +269,46 @@ impl Metrics {
                 &["result"]
             ),
             transaction_seconds,
+            producer_rebuilds_total: vec_metric!(
+                IntCounterVec,
+                "faust_producer_rebuilds_total",
+                "Attempts to build a new transactional producer after one failed, by result",
+                &["result"]
+            ),
+            producer_broken: metric!(
+                IntGauge,
+                "faust_producer_broken",
+                "1 while the transactional producer is broken and its partitions are stopped"
+            ),
+            partition_lag_records: vec_metric!(
+                IntGaugeVec,
+                "faust_partition_lag_records",
+                "Records waiting per active partition (high watermark minus committed offset)",
+                &["topic", "partition"]
+            ),
+            partition_lag_seconds: vec_metric!(
+                GaugeVec,
+                "faust_partition_lag_seconds",
+                "Time lag of an active partition: 0 when caught up, else the age of its last record",
+                &["topic", "partition"]
+            ),
+            partition_commit_age_seconds: vec_metric!(
+                GaugeVec,
+                "faust_partition_commit_age_seconds",
+                "Seconds since an active partition's committed offset last moved",
+                &["topic", "partition"]
+            ),
+            partition_stalled: vec_metric!(
+                IntGaugeVec,
+                "faust_partition_stalled",
+                "1 for an active partition with records waiting and no commit progress",
+                &["topic", "partition"]
+            ),
+            partitions_not_ready: metric!(
+                IntGauge,
+                "faust_partitions_not_ready",
+                "Active partitions not consuming yet (restoring or joining)"
+            ),
             recovery_records_total,
             standby_promotions_total,
             standby_records_total,

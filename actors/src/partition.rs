@@ -38,6 +38,7 @@ use crate::consumer::{NodeConsumer, NodeContext};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::policy::{apply, Applied, Failed};
+use crate::progress::Progress;
 use crate::reader::PartitionReader;
 use crate::record::Record;
 
@@ -63,6 +64,8 @@ pub struct PartitionSettings {
     /// Outputs stamped further ahead of the clock than this are refused at once (see
     /// `outbox`): the broker would refuse them, and their produce batch with them.
     pub max_timestamp_ahead: Duration,
+    /// A partition with records waiting and no commit progress for this long is stalled.
+    pub stall_after: Duration,
 }
 
 /// One agent of the partition: its actor and the metrics of its events.
@@ -146,10 +149,12 @@ pub(crate) struct PartitionActor {
     /// Exactly once: uncommitted work was dropped outside a round, so the open transaction
     /// holds outputs of events that will be processed again: the next round must abort.
     poisoned: bool,
-    /// Exactly once: paused in a round until its decision.
+    /// Exactly once: paused in a round until its decision, or until it has joined rounds.
     in_round: bool,
     /// Records that arrived during a round, handled after its decision.
     deferred: Vec<Record>,
+    /// How far it got, for the coordinator's lag and stall metrics.
+    pub(crate) progress: Arc<Progress>,
 }
 
 /// Opens a partition's tables and outbox (at start, and after a lost batch).
@@ -175,6 +180,8 @@ pub(crate) struct PartitionInit {
     pub(crate) metrics: Metrics,
     /// Exactly once: the coordinator to join (see `transaction::Join`).
     pub(crate) join: Option<Addr<crate::coordinator::Coordinator>>,
+    /// Shared with the coordinator (see `progress`).
+    pub(crate) progress: Arc<Progress>,
 }
 
 impl PartitionActor {
@@ -209,6 +216,7 @@ impl PartitionActor {
             poisoned: false,
             in_round: false,
             deferred: Vec::new(),
+            progress: init.progress,
         }
     }
 
@@ -294,6 +302,7 @@ impl PartitionActor {
                 }
             }
         });
+        self.progress.consuming();
         tracing::info!(topic = %self.topic, partition = self.partition, start = ?self.committed,
             "partition started");
     }
@@ -342,6 +351,9 @@ impl PartitionActor {
             self.first_seen = batch.first().map(|r| r.offset);
         }
         let last = batch.last().map_or(-1, |r| r.offset);
+        if let Some(t) = batch.last().and_then(|r| r.timestamp) {
+            self.progress.processed(t);
+        }
         let records: Arc<[Record]> = batch.into();
         let slots = self.slots.clone();
         let revoked = self.revoked.clone();

@@ -27,6 +27,15 @@
 //!
 //! After a crash, the group's committed offset and the changelog up to its last stable offset
 //! (read with `read_committed`) are the truth; the store catches up from the changelog.
+//!
+//! A producer that fails for good (fenced after a transaction outlived
+//! `transaction.timeout.ms`, a broker outage that broke a commit or an abort) is not the end:
+//! the round is `Fatal`, every partition drops its uncommitted work and stops, and the
+//! coordinator builds a new producer with the same `transactional.id` (which fences the old
+//! one and aborts its transaction), retrying with back-off while the broker is away; then the
+//! partitions restart from the group's committed offsets. Votes are bounded below half the
+//! transaction timeout, so a slow partition aborts a round instead of letting the broker
+//! fence the producer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +44,7 @@ use actix::prelude::*;
 use futures::channel::oneshot;
 use futures::future::{join_all, Shared};
 use futures::FutureExt;
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
@@ -47,24 +57,52 @@ use crate::partition::PartitionActor;
 #[derive(Clone)]
 pub struct Transactions {
     producer: FutureProducer,
+    /// The producer's settings, to build it again when it fails for good.
+    config: ClientConfig,
     /// Bound on each transactional call to the broker.
     timeout: Duration,
 }
 
 impl Transactions {
-    /// Initialises transactions on `producer` (which fences an earlier producer with the same
-    /// `transactional.id` and aborts its open transaction) and opens the first one. Blocking.
+    /// Creates a transactional producer from `config` (which must set `transactional.id`),
+    /// initialises transactions (which fences an earlier producer with the same id and aborts
+    /// its open transaction) and opens the first one. Blocking.
     ///
     /// # Errors
-    /// The broker refused or did not answer within `timeout`.
-    pub fn open(producer: FutureProducer, timeout: Duration) -> Result<Self> {
+    /// The producer cannot be created, or the broker refused or did not answer within
+    /// `timeout`.
+    pub fn create(config: ClientConfig, timeout: Duration) -> Result<Self> {
+        let producer: FutureProducer = config
+            .create()
+            .map_err(|e| Error::kafka("creating the transactional producer", e))?;
         producer
             .init_transactions(timeout)
             .map_err(|e| Error::kafka("initialising the transactional producer", e))?;
         producer
             .begin_transaction()
             .map_err(|e| Error::kafka("opening the first transaction", e))?;
-        Ok(Transactions { producer, timeout })
+        Ok(Transactions {
+            producer,
+            config,
+            timeout,
+        })
+    }
+
+    /// A new producer with the same settings and `transactional.id`, fencing this one.
+    fn rebuild(&self) -> Result<Self> {
+        Self::create(self.config.clone(), self.timeout)
+    }
+
+    /// The longest a round may wait for votes: half the transaction timeout (librdkafka's
+    /// default 60 s when unset), so that the broker never times out a transaction that is
+    /// still waiting for a vote, and never more than `stop`.
+    fn vote_bound(&self, stop: Duration) -> Duration {
+        let txn = self
+            .config
+            .get("transaction.timeout.ms")
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::from_secs(60), Duration::from_millis);
+        stop.min(txn / 2)
     }
 
     /// The transactional producer: what partitions send through.
@@ -84,7 +122,10 @@ impl Transactions {
         let reason = match abort {
             Some(reason) => reason,
             None => match self.commit(offsets, group) {
-                Ok(()) => return self.reopen(Outcome::Committed),
+                Ok(()) => {
+                    tracing::debug!(?offsets, "transaction committed");
+                    return self.reopen(Outcome::Committed);
+                }
                 Err(e) if is_fatal(&e) => {
                     tracing::error!(error = %e, "the transaction failed fatally (fenced by \
                         another instance of this node, or the producer broke): halting every \
@@ -280,11 +321,13 @@ impl Coordinator {
         };
         tracing::debug!(partitions = votes.len(), "transaction round");
         let group = self.consumer.as_ref().and_then(|c| c.group_metadata());
-        let (bound, metrics) = (self.init.stop_timeout, self.init.metrics.clone());
+        let stop = self.init.stop_timeout;
+        let metrics = self.init.metrics.clone();
         async move {
             let Some(txn) = txn else {
                 return Outcome::Committed;
             };
+            let bound = txn.vote_bound(stop);
             let started = Instant::now();
             let (mut offsets, mut abort, mut wrote) = (Vec::new(), None, false);
             match tokio::time::timeout(bound, join_all(votes)).await {
@@ -350,10 +393,66 @@ impl Coordinator {
             if outcome == Outcome::Fatal && !act.broken {
                 act.broken = true;
                 tracing::error!(
-                    "exactly-once processing stopped: the node's partitions are \
-                    halted; restart the node"
+                    "the transactional producer failed for good: every partition stops and \
+                    drops its uncommitted work; a new producer is being built"
                 );
+                for running in act.partitions.values() {
+                    running.addr.do_send(Abandon);
+                }
             }
         }));
     }
+
+    /// While the producer is broken, builds a new one (one attempt at a time, with back-off
+    /// between failures, each counted in `faust_producer_rebuilds_total`); once built, the
+    /// stopped partitions restart from the group's offsets at the next tick.
+    pub(crate) fn rebuild_producer(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let Some(old) = self.init.transactions.clone() else {
+            return;
+        };
+        if !self.broken || self.rebuilding || self.rebuild_after.is_some_and(|t| now < t) {
+            return;
+        }
+        self.rebuilding = true;
+        let attempt = tokio::task::spawn_blocking(move || old.rebuild());
+        ctx.spawn(fut::wrap_future(attempt).map(|built, act: &mut Self, _| {
+            act.rebuilding = false;
+            let rebuilds = &act.init.metrics.producer_rebuilds_total;
+            match built {
+                Ok(Ok(txn)) => {
+                    rebuilds.with_label_values(&["ok"]).inc();
+                    tracing::warn!(
+                        "a new transactional producer is ready: partitions restart from the \
+                        group's committed offsets"
+                    );
+                    act.init.producer = Some(txn.producer().clone());
+                    act.init.transactions = Some(txn);
+                    act.broken = false;
+                    act.rebuild_failures = 0;
+                    // Partitions assigned meanwhile hold the old producer: they restart too.
+                    for running in act.partitions.values() {
+                        running.addr.do_send(Abandon);
+                    }
+                    act.rebuild_after = None;
+                }
+                failed => {
+                    rebuilds.with_label_values(&["failed"]).inc();
+                    act.rebuild_failures += 1;
+                    let wait = Duration::from_secs(1 << act.rebuild_failures.min(5));
+                    tracing::error!(result = ?failed.map(|r| r.map(|_| ())), ?wait,
+                        "cannot build a new transactional producer yet; trying again");
+                    act.rebuild_after = Some(Instant::now() + wait);
+                }
+            }
+        }));
+    }
+}
+
+/// The producer failed for good: drop uncommitted work and stop, to be restarted with the next
+/// producer (see the module doc).
+pub(crate) struct Abandon;
+
+impl Message for Abandon {
+    type Result = ();
 }

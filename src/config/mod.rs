@@ -160,6 +160,10 @@ pub struct ProcessingConfig {
     /// whole produce batch with it; set this to the sinks' limit.
     #[serde(with = "humantime_serde")]
     pub max_timestamp_ahead: Duration,
+    /// A partition with records waiting whose committed offset has not moved for this many
+    /// commit intervals is stalled: `/healthz` answers 503 naming it, and
+    /// `faust_partition_stalled` is 1.
+    pub stall_intervals: u32,
     /// `at_least_once` (the default: after a crash some events are processed again) or
     /// `exactly_once` (each commit is one Kafka transaction: outputs, changelog writes and
     /// source offsets; readers use `read_committed`). Needs a real Kafka broker.
@@ -188,6 +192,7 @@ impl Default for ProcessingConfig {
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(10),
             max_timestamp_ahead: Duration::from_secs(3600),
+            stall_intervals: 30,
             shutdown_timeout: Duration::from_secs(30),
             guarantee: Guarantee::AtLeastOnce,
         }
@@ -395,6 +400,9 @@ impl Config {
                  read_committed isolation"
                     .into(),
             );
+        }
+        if self.processing.stall_intervals == 0 {
+            bad("processing.stall_intervals", "must be at least 1".into());
         }
         if self.processing.max_batch == 0 {
             bad("processing.max_batch", "must be at least 1".into());

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod bench;
+pub mod broker;
 pub mod nodes;
 
 use std::collections::{HashMap, HashSet};
@@ -40,6 +41,7 @@ pub const TEST_AGENTS: &[&str] = &[
     "by_user-group_by",
     "batcher",
     "emit_then_fail",
+    "stuck",
 ];
 const TIMEOUT: Duration = Duration::from_secs(30);
 

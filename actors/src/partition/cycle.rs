@@ -86,11 +86,17 @@ impl PartitionActor {
             // `ctx.wait`, which would hold this and its bookkeeping back until processing
             // paused.
             let (flushing, metrics) = (act.flushing.clone(), act.metrics.clone());
+            let progress = act.progress.clone();
             let (topic, partition) = (act.topic.clone(), act.partition);
             actix::spawn(async move {
                 let res = flush_and_commit(d).await;
                 match &res {
-                    Ok(()) => metrics.commits_total.inc(),
+                    Ok(()) => {
+                        metrics.commits_total.inc();
+                        if let Some(next) = next {
+                            progress.committed(next);
+                        }
+                    }
                     Err(step) => commit_failed(&metrics, &topic, partition, step),
                 }
                 flushing.store(false, Ordering::SeqCst);

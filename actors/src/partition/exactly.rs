@@ -10,7 +10,7 @@ use crate::changelog::applied_key;
 use crate::commit::write_changelogs;
 use crate::coordinator::Coordinator;
 use crate::outbox::{confirm, RefusedOutput};
-use crate::transaction::{Join, Outcome, Prepare, Vote};
+use crate::transaction::{Abandon, Join, Outcome, Prepare, Vote};
 
 /// What a partition wrote to the transaction and keeps for the store until the decision.
 struct Prepared {
@@ -31,16 +31,28 @@ impl PartitionActor {
 
     /// Joins the coordinator's rounds, then starts reading (a round is never under way when
     /// the coordinator answers, so nothing read here falls into a round that leaves it out).
+    /// The wait does not block the mailbox: a `Stop` sent by a coordinator that is itself
+    /// waiting for this partition to stop (a revoke or shutdown right after the assignment)
+    /// is handled, and the answer then ignored. Forwarded records wait meanwhile.
     pub(super) fn join_rounds(&mut self, ctx: &mut Context<Self>, coordinator: Addr<Coordinator>) {
         let join = Join {
             topic: self.topic.clone(),
             partition: self.partition,
             addr: ctx.address(),
         };
-        ctx.wait(
+        self.in_round = true;
+        ctx.spawn(
             fut::wrap_future(coordinator.send(join)).map(|joined, act: &mut Self, ctx| {
+                act.in_round = false;
+                if act.stopping {
+                    return;
+                }
                 if matches!(joined, Ok(true)) {
                     act.start_reading(ctx);
+                    let held = std::mem::take(&mut act.deferred);
+                    if !held.is_empty() {
+                        ctx.wait(act.process(held));
+                    }
                 } else {
                     tracing::info!(topic = %act.topic, partition = act.partition,
                         "not joining transaction rounds: the partition was revoked meanwhile");
@@ -142,6 +154,9 @@ impl PartitionActor {
                 }
                 self.stored = self.next;
                 self.committed = self.next;
+                if let Some(next) = self.next {
+                    self.progress.committed(next);
+                }
             }
             (Outcome::Committed, Err((why, _))) if !late => {
                 tracing::error!(topic = %self.topic, partition = self.partition, error = %why,
@@ -151,14 +166,8 @@ impl PartitionActor {
                 return;
             }
             (Outcome::Fatal, _) => {
-                if let Some(work) = self.work.as_mut() {
-                    work.tables.discard();
-                    let _ = work.outbox.take_pending();
-                }
-                self.next = self.stored;
-                if !self.halted {
-                    self.halt(ctx, "the transactional producer failed for good".into());
-                }
+                self.abandon(ctx);
+                return;
             }
             (_, prepared) => {
                 if let (Err((_, refused)), Some(work)) = (prepared, self.work.as_mut()) {
@@ -180,6 +189,32 @@ impl PartitionActor {
         if !held.is_empty() && !self.stopping && !self.halted {
             ctx.wait(self.process(held));
         }
+    }
+}
+
+impl PartitionActor {
+    /// The transactional producer failed for good: drops the uncommitted work (none of it is
+    /// committed) and stops; the coordinator restarts the partition from the group's offset
+    /// with the next producer.
+    fn abandon(&mut self, ctx: &mut Context<Self>) {
+        if let Some(work) = self.work.as_mut() {
+            work.tables.discard();
+            let _ = work.outbox.take_pending();
+        }
+        self.next = self.stored;
+        self.stopping = true;
+        tracing::warn!(topic = %self.topic, partition = self.partition, resume_at = ?self.stored,
+            "the transactional producer failed: dropping uncommitted work and stopping until \
+             a new producer is ready");
+        ctx.stop();
+    }
+}
+
+impl Handler<Abandon> for PartitionActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Abandon, ctx: &mut Self::Context) {
+        self.abandon(ctx);
     }
 }
 
