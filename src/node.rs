@@ -494,6 +494,10 @@ async fn node_main(
             })
             .collect(),
         transactions,
+        lease: faust_actors::lease::Lease::start(
+            config.broker.session_timeout,
+            Some(metrics.clone()),
+        ),
     })
     .start();
     let topics: Vec<String> = agents

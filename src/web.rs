@@ -46,7 +46,8 @@ fn answer(ok: bool, body: serde_json::Value) -> HttpResponse {
 }
 
 /// 200 while the consumer serves its group, reaches a broker, the transactional producer (if
-/// any) works, and no partition is halted by the `stop` error policy or stalled (records
+/// any) works, the node was not frozen past its session timeout without hearing from the
+/// group since, and no partition is halted by the `stop` error policy or stalled (records
 /// waiting, offset not moving for `processing.stall_intervals` commit intervals); 503
 /// otherwise. The body says which.
 async fn healthz(m: web::Data<Metrics>) -> HttpResponse {
@@ -56,7 +57,8 @@ async fn healthz(m: web::Data<Metrics>) -> HttpResponse {
     let active = m.assigned_partitions.with_label_values(&["active"]).get();
     let halted = flagged(&m.partition_halted);
     let stalled = flagged(&m.partition_stalled);
-    let ok = up && broker && producer && halted.is_empty() && stalled.is_empty();
+    let member = m.membership_suspended.get() == 0;
+    let ok = up && broker && producer && member && halted.is_empty() && stalled.is_empty();
     answer(
         ok,
         serde_json::json!({
@@ -64,6 +66,7 @@ async fn healthz(m: web::Data<Metrics>) -> HttpResponse {
             "consumer": if up { "up" } else { "down" },
             "broker": if broker { "up" } else { "down" },
             "producer": if producer { "up" } else { "rebuilding" },
+            "membership": if member { "held" } else { "uncertain" },
             "active_partitions": active,
             "halted_partitions": halted,
             "stalled_partitions": stalled,

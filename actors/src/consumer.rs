@@ -220,6 +220,7 @@ impl NodeContext {
             let started = Instant::now();
             c.do_send(Revoke {
                 parts: parts.clone(),
+                lost: consumer.assignment_lost(),
                 done,
             });
             match wait.recv_timeout(self.revoke_timeout) {

@@ -20,6 +20,7 @@ use crate::agent_actor::Work;
 use crate::changelog::{changelog_topic, Restore};
 use crate::codec::TopicCodecs;
 use crate::consumer::{NodeConsumer, NodeContext};
+use crate::lease::Lease;
 use crate::members::{place_standbys, Membership, Part};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
@@ -34,7 +35,7 @@ use crate::shard::TableSet;
 use crate::standby::{Source, Standby};
 use crate::store::Store;
 use crate::throughput::RateMeter;
-use crate::transaction::Transactions;
+use crate::transaction::{Abandon, Transactions};
 use futures::channel::oneshot;
 
 /// One newly assigned partition, its queue already split off the consumer.
@@ -59,6 +60,8 @@ impl Message for Assigned {
 /// Partitions being revoked: commit and stop them, then signal `done`.
 pub(crate) struct Revoke {
     pub(crate) parts: Vec<(Arc<str>, i32)>,
+    /// The assignment was lost (the group moved on without this node): nothing is committed.
+    pub(crate) lost: bool,
     pub(crate) done: mpsc::SyncSender<()>,
 }
 
@@ -109,6 +112,8 @@ pub struct CoordinatorInit {
     /// Exactly once: the node's transactional producer (`producer` is the same one), and
     /// commits run in node-wide rounds (see `transaction`). `None`: at least once.
     pub transactions: Option<Transactions>,
+    /// Whether the node may still write for its partitions (see `lease`).
+    pub lease: Lease,
 }
 
 /// Where and how many standbys to keep.
@@ -200,6 +205,7 @@ impl Coordinator {
         let codecs = self.init.codecs.clone();
         let cache = self.init.settings.cache_keys;
         let ahead = self.init.settings.max_timestamp_ahead;
+        let lease = self.init.lease.clone();
         let topic = topic.clone();
         let app: Arc<str> = Arc::from(self.init.app_id.as_str());
         let metrics = self.init.metrics.clone();
@@ -216,7 +222,9 @@ impl Coordinator {
             tables.attach_metrics(&metrics);
             Ok(Work::new(
                 tables,
-                Outbox::new(producer.clone(), codecs.clone()).max_timestamp_ahead(ahead),
+                Outbox::new(producer.clone(), codecs.clone())
+                    .max_timestamp_ahead(ahead)
+                    .lease(lease.clone()),
             ))
         })
     }
@@ -331,6 +339,7 @@ impl Coordinator {
         let progress = Progress::new(start);
         let init = PartitionInit {
             progress: progress.clone(),
+            lease: self.init.lease.clone(),
             restore: self.restore_for(&agents, partition),
             make_work: self.work_factory(&topic, partition, &agents),
             topic: topic.clone(),
@@ -410,6 +419,34 @@ impl Coordinator {
             .filter(|(_, r)| r.addr.connected())
             .map(|((t, p), r)| (t, *p, &*r.progress));
         self.watch.observe(running, watermarks, &self.init.metrics);
+    }
+
+    /// A lost assignment: the partitions drop their uncommitted work and stop, writing
+    /// nothing (their new owners resume from the last commit).
+    fn drop_partitions(
+        &mut self,
+        keys: Vec<(Arc<str>, i32)>,
+        ctx: &mut Context<Self>,
+        done: impl FnOnce() + 'static,
+    ) {
+        tracing::warn!(partitions = ?keys, "assignment lost: dropping uncommitted work, \
+            committing nothing");
+        let timeout = self.init.stop_timeout;
+        let stops: Vec<_> = keys
+            .iter()
+            .filter_map(|k| self.partitions.remove(k))
+            .map(|r| {
+                r.revoked.store(true, Ordering::SeqCst);
+                r.addr.send(Abandon("the assignment was lost"))
+            })
+            .collect();
+        ctx.wait(
+            async move {
+                let _ = tokio::time::timeout(timeout, join_all(stops)).await;
+            }
+            .into_actor(self)
+            .map(move |_, _, _| done()),
+        );
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -511,6 +548,7 @@ impl Handler<Assigned> for Coordinator {
             return;
         }
         self.consumer = Some(msg.consumer.clone());
+        self.init.lease.rejoined();
         // A standby of a newly assigned partition is stopped first (its writes land in the
         // store), so the partition's restore replays only the rest: promotion in place.
         let mut writes_landing = Vec::new();
@@ -556,6 +594,14 @@ impl Handler<Revoke> for Coordinator {
 
     fn handle(&mut self, msg: Revoke, ctx: &mut Self::Context) {
         let done = msg.done;
+        if msg.lost {
+            self.drop_partitions(msg.parts, ctx, move || {
+                let _ = done.send(());
+            });
+            self.init.lease.rejoined();
+            return;
+        }
+        self.init.lease.rejoined();
         self.stop_partitions(msg.parts, ctx, move || {
             let _ = done.send(());
         });

@@ -162,6 +162,10 @@ pub enum Error {
         /// `processing.max_timestamp_ahead`.
         limit: Duration,
     },
+    /// The node may have lost its partitions (it was frozen for longer than the group's
+    /// session timeout, see `lease`): nothing is written until the group answers.
+    #[error("not writing: this node may have lost its partitions (frozen past the group's session timeout); waiting for the group")]
+    MembershipUncertain,
     /// An earlier attempt at this record produced an output the broker refused for good.
     #[error("the output of offset {offset} was refused for good: {error}")]
     OutputRejected {

@@ -29,6 +29,8 @@
 //! - `outbox`: where a record goes (`Target`), an event's records staged until it finishes,
 //!   handed to the producer with their source offset, and their acknowledgements (a refused
 //!   one names its source record).
+//! - [`lease`]: whether the node may still write for its partitions (a freeze longer than the
+//!   session timeout suspends it until the group answers).
 //! - [`fault`]: the one place that classifies a failure: transient, this record, or fatal.
 //! - [`policy`]: what happens to events that cannot be processed (skip, dead-letter, stop).
 //! - [`repartition`]: `group_by`, re-keying a stream through an internal topic.
@@ -52,6 +54,7 @@ pub mod fault;
 mod global;
 #[doc(hidden)]
 pub mod hot_path;
+pub mod lease;
 pub mod members;
 pub mod metrics;
 mod outbox;

@@ -71,6 +71,8 @@ pub struct Metrics {
     pub partition_stalled: IntGaugeVec,
     /// Active partitions not consuming yet (restoring their tables, or joining).
     pub partitions_not_ready: IntGauge,
+    /// 1 while the node writes nothing because it may have lost its partitions (see `lease`).
+    pub membership_suspended: IntGauge,
     /// Changelog records applied while restoring.
     pub recovery_records_total: IntCounter,
     /// Partitions that became active here while this node held a standby of them.
@@ -308,6 +310,11 @@ impl Metrics {
                 IntGauge,
                 "faust_partitions_not_ready",
                 "Active partitions not consuming yet (restoring or joining)"
+            ),
+            membership_suspended: metric!(
+                IntGauge,
+                "faust_membership_suspended",
+                "1 while the node writes nothing: frozen past its session timeout, group not answered"
             ),
             recovery_records_total,
             standby_promotions_total,

@@ -24,6 +24,7 @@ use serde::Serialize;
 use crate::codec::TopicCodecs;
 use crate::error::{Error, Result};
 use crate::fault::{classify, reason_of, Fault};
+use crate::lease::Lease;
 use crate::record::Header;
 
 /// Where a record goes within its topic and the timestamp it carries; `None` leaves the choice
@@ -128,6 +129,8 @@ pub struct Outbox {
     /// The first output of the current event refused before reaching the producer: the event
     /// goes to its policy even if the agent swallowed the error.
     refusal: Option<Error>,
+    /// Nothing is sent while the node may have lost its partitions.
+    lease: Option<Lease>,
 }
 
 /// How long a send waits for room in a full producer queue before failing.
@@ -143,6 +146,20 @@ impl Outbox {
             pending: Vec::new(),
             max_ahead: Duration::from_secs(3600),
             refusal: None,
+            lease: None,
+        }
+    }
+
+    /// Sends nothing while `lease` is not valid ([`Error::MembershipUncertain`]).
+    pub(crate) fn lease(mut self, lease: Lease) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    fn check_lease(&self) -> Result<()> {
+        match &self.lease {
+            Some(lease) if !lease.valid() => Err(Error::MembershipUncertain),
+            _ => Ok(()),
         }
     }
 
@@ -264,6 +281,7 @@ impl Outbox {
         let Some(producer) = self.producer.clone() else {
             return Ok(());
         };
+        self.check_lease()?;
         for out in std::mem::take(&mut self.staged) {
             let delivery = enqueue(&producer, record(&out)).await?;
             self.pending.push(Pending {
@@ -288,6 +306,7 @@ impl Outbox {
         headers: &[Header],
     ) -> Result<DeliveryFuture> {
         let producer = self.producer.clone().ok_or_else(|| no_producer(topic))?;
+        self.check_lease()?;
         let out = Output::copied(topic, to, key, value, headers);
         enqueue(&producer, record(&out)).await
     }

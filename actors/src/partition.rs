@@ -36,6 +36,7 @@ use crate::changelog::Restore;
 use crate::commit::Tail;
 use crate::consumer::{NodeConsumer, NodeContext};
 use crate::error::Error;
+use crate::lease::Lease;
 use crate::metrics::Metrics;
 use crate::policy::{apply, Applied, Failed};
 use crate::progress::Progress;
@@ -155,6 +156,10 @@ pub(crate) struct PartitionActor {
     deferred: Vec<Record>,
     /// How far it got, for the coordinator's lag and stall metrics.
     pub(crate) progress: Arc<Progress>,
+    /// Nothing is committed while the node may have lost its partitions.
+    pub(crate) lease: Lease,
+    /// The lease lapsed at the last commit (said once).
+    lease_lapsed: bool,
 }
 
 /// Opens a partition's tables and outbox (at start, and after a lost batch).
@@ -182,6 +187,8 @@ pub(crate) struct PartitionInit {
     pub(crate) join: Option<Addr<crate::coordinator::Coordinator>>,
     /// Shared with the coordinator (see `progress`).
     pub(crate) progress: Arc<Progress>,
+    /// Whether the node may still write for its partitions.
+    pub(crate) lease: Lease,
 }
 
 impl PartitionActor {
@@ -217,6 +224,8 @@ impl PartitionActor {
             in_round: false,
             deferred: Vec::new(),
             progress: init.progress,
+            lease: init.lease,
+            lease_lapsed: false,
         }
     }
 
@@ -357,6 +366,7 @@ impl PartitionActor {
         let records: Arc<[Record]> = batch.into();
         let slots = self.slots.clone();
         let revoked = self.revoked.clone();
+        let lease = self.lease.clone();
         let settings = self.settings.clone();
         let metrics = self.metrics.clone();
         let (topic, partition) = (self.topic.clone(), self.partition);
@@ -407,6 +417,17 @@ impl PartitionActor {
                     if failed_at != Some(next) {
                         // A new failure: earlier events in this batch got past theirs.
                         (failed_at, attempt) = (Some(next), 0);
+                    }
+                    if !lease.valid() {
+                        // Not the event's fault: the node may have lost the partition. Wait
+                        // (not counted) for the group: a revocation ends this, an answer that
+                        // keeps the partition here lets the event go on.
+                        if revoked.load(Ordering::SeqCst) {
+                            return BatchOutcome::Interrupted(work);
+                        }
+                        start = next;
+                        actix::clock::sleep(settings.retry_backoff_max).await;
+                        continue;
                     }
                     if retriable && attempt < policy.retries {
                         attempt += 1;

@@ -323,6 +323,7 @@ impl Coordinator {
         let group = self.consumer.as_ref().and_then(|c| c.group_metadata());
         let stop = self.init.stop_timeout;
         let metrics = self.init.metrics.clone();
+        let lease = self.init.lease.clone();
         async move {
             let Some(txn) = txn else {
                 return Outcome::Committed;
@@ -356,6 +357,13 @@ impl Coordinator {
                 // Nothing was sent since the last commit: the open transaction stays open.
                 let _ = decide.send(Outcome::Committed);
                 return Outcome::Committed;
+            }
+            if abort.is_none() && !lease.valid() {
+                abort = Some(
+                    "this node may have lost its partitions (frozen past the session \
+                    timeout)"
+                        .into(),
+                );
             }
             if abort.is_none() && fault_abort() {
                 abort = Some("fault injection: FAUST_FAULT_ABORT_ROUNDS".into());
@@ -397,7 +405,7 @@ impl Coordinator {
                     drops its uncommitted work; a new producer is being built"
                 );
                 for running in act.partitions.values() {
-                    running.addr.do_send(Abandon);
+                    running.addr.do_send(Abandon(PRODUCER_FAILED));
                 }
             }
         }));
@@ -432,7 +440,7 @@ impl Coordinator {
                     act.rebuild_failures = 0;
                     // Partitions assigned meanwhile hold the old producer: they restart too.
                     for running in act.partitions.values() {
-                        running.addr.do_send(Abandon);
+                        running.addr.do_send(Abandon(PRODUCER_FAILED));
                     }
                     act.rebuild_after = None;
                 }
@@ -449,9 +457,12 @@ impl Coordinator {
     }
 }
 
-/// The producer failed for good: drop uncommitted work and stop, to be restarted with the next
-/// producer (see the module doc).
-pub(crate) struct Abandon;
+/// Drop uncommitted work and stop, writing nothing: the producer failed for good (the partition
+/// restarts with the next one, see the module doc), or the assignment was lost. Says which.
+pub(crate) struct Abandon(pub(crate) &'static str);
+
+/// Why partitions abandon their work when the transactional producer fails for good.
+pub(crate) const PRODUCER_FAILED: &str = "the transactional producer failed";
 
 impl Message for Abandon {
     type Result = ();

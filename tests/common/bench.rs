@@ -62,6 +62,8 @@ pub struct BenchApp {
     pub session_timeout: &'static str,
     /// Records preloaded so far, each partition's flush record included.
     pub total: i64,
+    /// The same while a paced preload runs (see [`BenchApp::feed`]).
+    feeding: std::sync::atomic::AtomicI64,
 }
 
 impl BenchApp {
@@ -88,6 +90,7 @@ impl BenchApp {
             guarantee,
             session_timeout: "6s",
             total: 0,
+            feeding: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -144,8 +147,19 @@ impl BenchApp {
 
     /// Writes `records` page views into the (existing) input topic and the true counts.
     pub fn preload(&mut self, records: u64) {
+        self.feed(records, 0);
+        self.total = records as i64 + 4;
+    }
+
+    /// [`BenchApp::preload`] at `rate` records per second (0: at once), from `&self`, for a
+    /// thread that feeds the nodes while the test injects faults; [`BenchApp::fed`] then
+    /// takes the total.
+    pub fn feed(&self, records: u64, rate: u64) {
+        let rate = rate.to_string();
         let out = bench(&[
             "preload",
+            "--rate",
+            &rate,
             "--broker",
             &self.broker,
             "--topic",
@@ -158,7 +172,14 @@ impl BenchApp {
         ]);
         assert!(out.status.success(), "preload failed: {}", text(&out));
         // One flush record per partition follows the page views.
-        self.total = records as i64 + 4;
+        let total = records as i64 + 4;
+        self.feeding
+            .store(total, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Takes the total of a finished [`BenchApp::feed`].
+    pub fn fed(&mut self) {
+        self.total = self.feeding.load(std::sync::atomic::Ordering::SeqCst);
     }
 
     fn truth(&self) -> PathBuf {
@@ -198,9 +219,15 @@ impl BenchApp {
         bench(&args)
     }
 
-    /// Checks the guarantee's promise on the output and on the table's changelog: exactly
-    /// once, one output per input and the table exact; at least once, no count below the truth.
+    /// Checks the guarantee's promise on the table's changelog and on the output: exactly
+    /// once, the table exact and one output per input; at least once, no count below the truth.
     pub fn assert_outcome(&self) {
+        self.assert_table();
+        self.assert_output();
+    }
+
+    /// The guarantee's promise on the output (see [`BenchApp::assert_outcome`]).
+    pub fn assert_output(&self) {
         let exactly = self.guarantee == "exactly_once";
         let strict: &[&str] = if exactly {
             &["--no-duplicates"]
@@ -218,6 +245,11 @@ impl BenchApp {
             let want = format!("({} output records)", self.total);
             assert!(text(&out).contains(&want), "want {want}: {}", text(&out));
         }
+    }
+
+    /// The guarantee's promise on the table, read back from its changelog.
+    pub fn assert_table(&self) {
+        let exactly = self.guarantee == "exactly_once";
         let changelog = format!("{}-{}-changelog", self.app, self.table);
         let mut args = vec!["--changelog"];
         if !exactly {

@@ -18,6 +18,15 @@ impl PartitionActor {
             // Exactly once, commits are the coordinator's transaction rounds.
             return Box::pin(fut::ready(true));
         }
+        if !self.lease.valid() {
+            if !std::mem::replace(&mut self.lease_lapsed, true) {
+                tracing::warn!(topic = %self.topic, partition = self.partition,
+                    "not committing: this node may have lost the partition \
+                     (faust_membership_suspended)");
+            }
+            return Box::pin(fut::ready(false));
+        }
+        self.lease_lapsed = false;
         let flushing = self.flushing.load(Ordering::SeqCst);
         if !self.needs_commit() || (flushing && !durable) {
             return match (durable, self.tail.clone()) {

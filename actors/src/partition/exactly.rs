@@ -10,7 +10,7 @@ use crate::changelog::applied_key;
 use crate::commit::write_changelogs;
 use crate::coordinator::Coordinator;
 use crate::outbox::{confirm, RefusedOutput};
-use crate::transaction::{Abandon, Join, Outcome, Prepare, Vote};
+use crate::transaction::{Abandon, Join, Outcome, Prepare, Vote, PRODUCER_FAILED};
 
 /// What a partition wrote to the transaction and keeps for the store until the decision.
 struct Prepared {
@@ -166,7 +166,7 @@ impl PartitionActor {
                 return;
             }
             (Outcome::Fatal, _) => {
-                self.abandon(ctx);
+                self.abandon(ctx, PRODUCER_FAILED);
                 return;
             }
             (_, prepared) => {
@@ -193,10 +193,10 @@ impl PartitionActor {
 }
 
 impl PartitionActor {
-    /// The transactional producer failed for good: drops the uncommitted work (none of it is
-    /// committed) and stops; the coordinator restarts the partition from the group's offset
-    /// with the next producer.
-    fn abandon(&mut self, ctx: &mut Context<Self>) {
+    /// Drops the uncommitted work (none of it is committed) and stops, writing nothing: the
+    /// transactional producer failed for good (the coordinator restarts the partition from
+    /// the group's offset with the next producer), or the assignment was lost.
+    fn abandon(&mut self, ctx: &mut Context<Self>, why: &str) {
         if let Some(work) = self.work.as_mut() {
             work.tables.discard();
             let _ = work.outbox.take_pending();
@@ -204,8 +204,7 @@ impl PartitionActor {
         self.next = self.stored;
         self.stopping = true;
         tracing::warn!(topic = %self.topic, partition = self.partition, resume_at = ?self.stored,
-            "the transactional producer failed: dropping uncommitted work and stopping until \
-             a new producer is ready");
+            "{why}: dropping uncommitted work and stopping, writing nothing");
         ctx.stop();
     }
 }
@@ -213,8 +212,8 @@ impl PartitionActor {
 impl Handler<Abandon> for PartitionActor {
     type Result = ();
 
-    fn handle(&mut self, _msg: Abandon, ctx: &mut Self::Context) {
-        self.abandon(ctx);
+    fn handle(&mut self, msg: Abandon, ctx: &mut Self::Context) {
+        self.abandon(ctx, msg.0);
     }
 }
 

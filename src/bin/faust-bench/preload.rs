@@ -41,6 +41,10 @@ pub struct Args {
     /// The generator's seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Records per second (0: as fast as the broker takes them), so that a test's faults hit
+    /// a stream still flowing.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
     /// Where the true counts go.
     #[arg(long)]
     truth: PathBuf,
@@ -73,6 +77,8 @@ pub fn run(args: &Args) -> Result<()> {
     let producer: ThreadedProducer<_> = ClientConfig::new()
         .set("bootstrap.servers", &args.broker)
         .set("linger.ms", "50")
+        // A broker outage during a paced preload must not write a record twice.
+        .set("enable.idempotence", "true")
         .set("batch.size", "1000000")
         .set("queue.buffering.max.kbytes", "262144")
         .create()
@@ -83,7 +89,14 @@ pub fn run(args: &Args) -> Result<()> {
         a: HashMap::new(),
         b: HashMap::new(),
     };
+    let started = std::time::Instant::now();
     for i in 0..args.records {
+        if args.rate > 0 && i % 100 == 0 {
+            let due = Duration::from_secs_f64(i as f64 / args.rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
         let view = source.next_view(first + i as i64);
         *truth.a.entry(view.url.clone()).or_default() += 1;
         let start = view.ts.div_euclid(WINDOW_MS) * WINDOW_MS;
