@@ -87,6 +87,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The store could not write (disk full, I/O error): the node stopped.
+    #[error(
+        "the store at {path} cannot write (disk full or I/O error; the log says which): \
+             free space or fix the disk, then restart the node: it resumes from its last commit"
+    )]
+    StoreFailed {
+        /// The store's directory.
+        path: std::path::PathBuf,
+    },
     /// A bounded step (start-up, a shutdown step) did not finish in time.
     #[error("{what} did not finish within {after:?}")]
     Timeout {

@@ -16,7 +16,8 @@
 //! - [`send`]: `faust-node send`, one record produced by hand.
 //! - [`timer`]: periodic tasks (every interval or cron), optionally on the leader only.
 //! - `topics`: creating missing topics, checking partition counts.
-//! - `web`: `/metrics` (Prometheus) and `/healthz`.
+//! - `standbys`: which partitions this node keeps standby copies of.
+//! - `web`: `/metrics` (Prometheus), `/healthz` and `/readyz`.
 //! - [`embedded`]: the in-process broker used when `broker.bootstrap = "embedded"`.
 //! - [`generator`]: synthetic page views for demos and benchmarks.
 //! - [`demo`]: the page-view counting agent that `faust-node` runs, and its windowed twin.
@@ -35,6 +36,7 @@ pub mod generator;
 mod handle;
 pub mod node;
 pub mod send;
+mod standbys;
 pub mod timer;
 mod topics;
 mod web;

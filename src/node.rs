@@ -16,11 +16,10 @@ use actix::prelude::*;
 use faust_actors::policy::dead_letter_topic;
 use faust_actors::repartition::{repartition_topic, Stage};
 use faust_actors::{
-    Agent, AgentRef, ConsumerThread, Coordinator, CoordinatorInit, ErrorPolicy, Membership,
-    Metrics, OnClusterMismatch, PartitionSettings, StandbyPlan, StopAll, Store, TopicCodecs,
+    Agent, AgentRef, ConsumerThread, Coordinator, CoordinatorInit, ErrorPolicy, Metrics,
+    OnClusterMismatch, PartitionSettings, StopAll, Store, TopicCodecs,
 };
 use prometheus::IntCounter;
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::watch;
 
@@ -339,47 +338,6 @@ impl App {
     }
 }
 
-/// The standby plan: every partition of a source topic with tables, the most replicas any of
-/// its tables asks for, and this node's membership (`None` when no table wants standbys).
-fn standby_plan(
-    config: &Config,
-    agents: &[AgentRef],
-    client: &ClientConfig,
-) -> Result<Option<StandbyPlan>, Error> {
-    let mut parts = Vec::new();
-    let mut replicas = 0;
-    for agent in agents {
-        for table in agent.tables() {
-            let wanted = config
-                .tables
-                .get(&*table.name)
-                .map_or(1, |t| t.standby_replicas) as usize;
-            replicas = replicas.max(wanted);
-            for topic in agent.topics() {
-                let n = config.topics.get(&topic).map_or(0, |t| t.partitions);
-                parts.extend((0..n).map(|p| (topic.clone(), p)));
-            }
-        }
-    }
-    parts.sort();
-    parts.dedup();
-    if replicas == 0 || parts.is_empty() {
-        return Ok(None);
-    }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let node = format!("{}-{}-{nanos:08x}", config.app.id, std::process::id());
-    let live_for = config.broker.session_timeout.max(Duration::from_secs(3));
-    let membership = Membership::start(client, &config.app.id, &node, live_for)?;
-    tracing::info!(%node, replicas, partitions = parts.len(), "standby replicas enabled");
-    Ok(Some(StandbyPlan {
-        membership,
-        replicas,
-        parts,
-    }))
-}
-
 /// The node itself, on the actix system; `needed` is every topic it must find or create.
 #[allow(clippy::too_many_arguments)]
 async fn node_main(
@@ -444,7 +402,7 @@ async fn node_main(
         }
     };
     let web = match config.web.enabled {
-        true => Some(web::start(&config.web.bind, metrics.clone())?),
+        true => Some(web::start(&config.web.bind, metrics.clone(), &store_path)?),
         false => None,
     };
     let web_addr = web.as_ref().and_then(|w| w.addrs.first().copied());
@@ -478,7 +436,11 @@ async fn node_main(
         },
         workers: workers.iter().map(Arbiter::handle).collect(),
         stop_timeout: p.shutdown_timeout,
-        standbys: standby_plan(&config, &agents, &client_config(&config, &bootstrap))?,
+        standbys: crate::standbys::standby_plan(
+            &config,
+            &agents,
+            &client_config(&config, &bootstrap),
+        )?,
         global_tables: agents
             .iter()
             .flat_map(|a| {
@@ -579,8 +541,22 @@ async fn node_main(
         bootstrap: bootstrap.clone(),
     });
 
-    shutdown.await;
-    tracing::info!("stopping: committing partitions and leaving the group");
+    let store_failed = {
+        let m = metrics.clone();
+        async move {
+            while m.store_failed.get() == 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let fatal = tokio::select! {
+        () = shutdown => None,
+        () = store_failed => Some(Error::StoreFailed { path: store_path.clone() }),
+    };
+    match &fatal {
+        None => tracing::info!("stopping: committing partitions and leaving the group"),
+        Some(e) => tracing::error!(error = %e, "stopping: the store failed"),
+    }
     let bound = p.shutdown_timeout;
     let mut failures = Vec::new();
     let _ = stop_generator.send(true);
@@ -607,6 +583,11 @@ async fn node_main(
     }
     if let Some(h) = web_handle {
         h.stop(true).await;
+    }
+    if let Some(e) = fatal {
+        // The store keeps its error: flushing it again would only say so.
+        tracing::error!(error = %e, "node stopped");
+        return Err(e);
     }
     store.flush()?;
     for w in &workers {

@@ -16,6 +16,9 @@ async fn metrics(m: web::Data<Metrics>) -> HttpResponse {
         .body(m.encode())
 }
 
+/// The store's directory, for `/healthz`.
+struct Store(std::path::PathBuf);
+
 /// `topic[partition]` of every series of `gauge` at 1 or more.
 fn flagged(gauge: &prometheus::IntGaugeVec) -> Vec<String> {
     gauge
@@ -50,7 +53,7 @@ fn answer(ok: bool, body: serde_json::Value) -> HttpResponse {
 /// group since, and no partition is halted by the `stop` error policy or stalled (records
 /// waiting, offset not moving for `processing.stall_intervals` commit intervals); 503
 /// otherwise. The body says which.
-async fn healthz(m: web::Data<Metrics>) -> HttpResponse {
+async fn healthz(m: web::Data<Metrics>, path: web::Data<Store>) -> HttpResponse {
     let up = m.consumer_up.get() >= 1.0;
     let broker = m.broker_up.get() >= 1;
     let producer = m.producer_broken.get() == 0;
@@ -58,7 +61,8 @@ async fn healthz(m: web::Data<Metrics>) -> HttpResponse {
     let halted = flagged(&m.partition_halted);
     let stalled = flagged(&m.partition_stalled);
     let member = m.membership_suspended.get() == 0;
-    let ok = up && broker && producer && member && halted.is_empty() && stalled.is_empty();
+    let store = m.store_failed.get() == 0;
+    let ok = up && broker && producer && member && store && halted.is_empty() && stalled.is_empty();
     answer(
         ok,
         serde_json::json!({
@@ -67,6 +71,7 @@ async fn healthz(m: web::Data<Metrics>) -> HttpResponse {
             "broker": if broker { "up" } else { "down" },
             "producer": if producer { "up" } else { "rebuilding" },
             "membership": if member { "held" } else { "uncertain" },
+            "store": if store { "ok".to_owned() } else { format!("cannot write: {}", path.0.display()) },
             "active_partitions": active,
             "halted_partitions": halted,
             "stalled_partitions": stalled,
@@ -106,11 +111,13 @@ pub(crate) struct Web {
 ///
 /// # Errors
 /// [`Error::WebBind`] when the address cannot be bound.
-pub(crate) fn start(bind: &str, metrics: Metrics) -> Result<Web, Error> {
+pub(crate) fn start(bind: &str, metrics: Metrics, store: &std::path::Path) -> Result<Web, Error> {
     let data = web::Data::new(metrics);
+    let store = web::Data::new(Store(store.to_path_buf()));
     let http = HttpServer::new(move || {
         actix_web::App::new()
             .app_data(data.clone())
+            .app_data(store.clone())
             .route("/metrics", web::get().to(self::metrics))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))

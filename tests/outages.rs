@@ -183,7 +183,9 @@ fn a_node_frozen_past_its_session_timeout_writes_nothing_when_it_wakes() {
         });
         app.wait_all_committed(Duration::from_secs(180));
         assert!(
-            nodes[0].log().contains("frozen for longer than the group's session timeout"),
+            nodes[0]
+                .log()
+                .contains("frozen for longer than the group's session timeout"),
             "{guarantee}: the zombie did not notice its freeze"
         );
         for (n, node) in nodes.iter_mut().enumerate() {
@@ -273,4 +275,97 @@ fn partitions_given_back_to_the_same_node_resume() {
         first.terminate_cleanly(&format!("{guarantee} node 0"), Duration::from_secs(60));
         app.assert_outcome();
     }
+}
+
+/// A small tmpfs mounted for one test (root only), unmounted when dropped.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk(dir))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+
+    /// Fills the disk with a ballast file until it refuses more.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let ballast = self.path().join("ballast");
+        let mut f = std::fs::File::create(&ballast).unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        while f.write_all(&chunk).and_then(|()| f.flush()).is_ok() {}
+        ballast
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// The store's disk fills up while the input flows: the node says so at once (`/healthz`
+/// 503 naming the store, `faust_store_failed`), takes no more records, and exits with a clear
+/// error instead of retrying for ever; nothing was committed past what was stored, so once
+/// space is freed the restarted node finishes the input with no count below the truth.
+#[test]
+fn a_full_disk_stops_the_node_with_a_clear_error_and_a_restart_resumes() {
+    let Some(broker) = shared_broker("full_disk") else {
+        return;
+    };
+    let Some(disk) = SmallDisk::mount("48m") else {
+        eprintln!("skipped: `full_disk` needs to mount a tmpfs (root)");
+        return;
+    };
+    let mut app = BenchApp::new(&broker, "full-disk", "a", "at_least_once");
+    app.store_root = Some(disk.path().to_path_buf());
+    let mut node = app.start_node(0, &[]);
+    wait_for(
+        "the node to hold partitions",
+        Duration::from_secs(90),
+        || started_partitions(&node) >= 4,
+    );
+    feeding(&mut app, 150_000, 10_000, |app| {
+        wait_for("input flowing", Duration::from_secs(60), || {
+            app.progress() >= 20_000
+        });
+        let ballast = disk.fill();
+        eprintln!("disk full at {} committed", app.progress());
+        let (mut said, started) = (false, std::time::Instant::now());
+        let status = loop {
+            if let Some(status) = node.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "the node did not stop on a full disk:\n{}",
+                node.tail(30)
+            );
+            said |= node.get("/healthz").is_some_and(|h| {
+                h.starts_with("HTTP/1.1 503")
+                    && h.contains(&format!("cannot write: {}", disk.path().display()))
+            });
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let log = node.log();
+        assert!(!status.success(), "a full disk is not a clean exit");
+        assert!(said, "/healthz never named the store");
+        assert!(log.contains("No space left on device"), "{}", node.tail(30));
+        assert!(log.contains("the store at"), "{}", node.tail(30));
+        std::fs::remove_file(ballast).unwrap();
+        node = app.start_node(0, &[]);
+    });
+    app.wait_all_committed(Duration::from_secs(180));
+    node.terminate_cleanly("the restarted node", Duration::from_secs(60));
+    app.assert_outcome();
 }

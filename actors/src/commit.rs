@@ -146,28 +146,43 @@ pub(crate) fn commit_failed(
     step: &Step,
 ) {
     metrics.commit_failures_total.inc();
+    if let Step::Store(_) = step {
+        metrics.store_failed.set(1);
+        tracing::error!(%topic, partition, error = %step, "the store cannot write (disk full or \
+            I/O error): this partition takes no more records and the node stops; nothing past \
+            what is stored was committed. Free space or fix the disk, then restart the node");
+        return;
+    }
     tracing::error!(%topic, partition, error = %step, "commit failed");
 }
 
-/// Runs a blocking store operation, retrying with back-off (a full disk, say) until it
-/// succeeds or the partition is revoked.
+/// Attempts at a store write before it fails for good: sled keeps an I/O error (a full disk)
+/// for the rest of the process, so a longer wait only grows memory.
+const STORE_ATTEMPTS: u32 = 5;
+
+/// Runs a blocking store operation, retrying with back-off a few times (bounded:
+/// [`STORE_ATTEMPTS`]) unless the partition is revoked.
 async fn retry_store(
     d: &Durable,
     what: &str,
     op: impl Fn() -> sled::Result<()> + Send + Sync + Clone + 'static,
 ) -> Result<(), Step> {
     let mut wait = std::time::Duration::from_millis(100);
-    loop {
-        let attempt = op.clone();
-        match tokio::task::spawn_blocking(attempt).await {
+    for attempt in 1.. {
+        let op = op.clone();
+        match tokio::task::spawn_blocking(op).await {
             Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) if !d.revoked.load(std::sync::atomic::Ordering::SeqCst) => {
-                tracing::error!(topic = %d.topic, partition = d.partition, error = %e,
-                    retry_in = ?wait, "cannot {what}; processing of this partition waits until it can")
+            Ok(Err(e))
+                if attempt < STORE_ATTEMPTS
+                    && !d.revoked.load(std::sync::atomic::Ordering::SeqCst) =>
+            {
+                tracing::error!(topic = %d.topic, partition = d.partition, error = %e, attempt,
+                    retry_in = ?wait, "cannot {what}; processing of this partition waits")
             }
             other => return Err(Step::Store(format!("{what}: {other:?}"))),
         }
         actix::clock::sleep(wait).await;
         wait = (wait * 2).min(d.backoff_max);
     }
+    unreachable!("the loop returns")
 }

@@ -73,6 +73,9 @@ pub struct Metrics {
     pub partitions_not_ready: IntGauge,
     /// 1 while the node writes nothing because it may have lost its partitions (see `lease`).
     pub membership_suspended: IntGauge,
+    /// 1 once a store write failed for good (disk full, I/O error): partitions stop taking
+    /// records and the node exits with an error.
+    pub store_failed: IntGauge,
     /// Changelog records applied while restoring.
     pub recovery_records_total: IntCounter,
     /// Partitions that became active here while this node held a standby of them.
@@ -315,6 +318,11 @@ impl Metrics {
                 IntGauge,
                 "faust_membership_suspended",
                 "1 while the node writes nothing: frozen past its session timeout, group not answered"
+            ),
+            store_failed: metric!(
+                IntGauge,
+                "faust_store_failed",
+                "1 once a store write failed for good (disk full, I/O error): the node stops"
             ),
             recovery_records_total,
             standby_promotions_total,

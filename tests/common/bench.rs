@@ -60,6 +60,8 @@ pub struct BenchApp {
     pub guarantee: &'static str,
     /// The group's session timeout.
     pub session_timeout: &'static str,
+    /// Where the nodes' stores go (default: the app's directory).
+    pub store_root: Option<PathBuf>,
     /// Records preloaded so far, each partition's flush record included.
     pub total: i64,
     /// The same while a paced preload runs (see [`BenchApp::feed`]).
@@ -90,6 +92,7 @@ impl BenchApp {
             guarantee,
             session_timeout: "6s",
             total: 0,
+            store_root: None,
             feeding: std::sync::atomic::AtomicI64::new(0),
         }
     }
@@ -115,7 +118,12 @@ impl BenchApp {
                 app = self.app,
                 broker = self.broker,
                 session = self.session_timeout,
-                store = dir.join(format!("store{n}")).display(),
+                store = self
+                    .store_root
+                    .as_deref()
+                    .unwrap_or(dir)
+                    .join(format!("store{n}"))
+                    .display(),
                 guarantee = self.guarantee,
                 table = self.table,
                 sinks = match self.workload {

@@ -137,10 +137,10 @@ impl PartitionActor {
                 };
                 // Committed in Kafka: only now does the store take the writes.
                 if let Err(e) = work.tables.tree().apply_batch(prepared.batch) {
-                    tracing::error!(topic = %self.topic, partition = self.partition, error = %e,
-                        "committed, but the store write failed: restarting the partition, \
-                         whose tables restore from the committed changelog");
-                    ctx.stop();
+                    // The transaction stands: after the restart the tables restore from the
+                    // committed changelog.
+                    let step = crate::commit::Step::Store(e.to_string());
+                    crate::commit::commit_failed(&self.metrics, &self.topic, self.partition, &step);
                     return;
                 }
                 work.tables.committed(&prepared.counts);
