@@ -13,6 +13,9 @@ use tokio::sync::Notify;
 
 use crate::record::Record;
 
+/// Longest wait for the queue's callback before polling it anyway.
+const WAKE_UP_BOUND: Duration = Duration::from_millis(500);
+
 /// The records of one partition, read in order.
 pub(crate) struct PartitionReader<C: ConsumerContext + 'static> {
     queue: PartitionQueue<C>,
@@ -60,7 +63,10 @@ impl<C: ConsumerContext + 'static> PartitionReader<C> {
                 return out;
             }
             // A notification sent between the empty poll and this await is kept as a permit.
-            self.notify.notified().await;
+            // The wait is bounded: librdkafka keeps one queue per partition, and a reader of an
+            // earlier assignment that is dropped late (a revoke that timed out) disarms the
+            // callback this reader set, so the queue is polled anyway now and then.
+            let _ = tokio::time::timeout(WAKE_UP_BOUND, self.notify.notified()).await;
         }
     }
 }

@@ -67,16 +67,18 @@ pub enum WindowKind {
 
 impl WindowKind {
     /// The stored times an event at `t` updates: window starts (tumbling, hopping), or `t`
-    /// itself (sliding: values are kept per event time).
+    /// itself (sliding: values are kept per event time). Any `i64` is an event time: near its
+    /// ends the arithmetic saturates, so the windows there are cut, never looped over.
     pub(crate) fn slots_of(self, t: i64) -> Vec<i64> {
         match self {
-            WindowKind::Tumbling { size } => vec![t.div_euclid(size) * size],
+            WindowKind::Tumbling { size } => vec![floor(t, size)],
             WindowKind::Hopping { size, step } => {
-                let mut start = t.div_euclid(step) * step;
+                let low = t.saturating_sub(size);
+                let mut start = Some(floor(t, step));
                 let mut out = Vec::new();
-                while start > t - size {
-                    out.push(start);
-                    start -= step;
+                while let Some(s) = start.filter(|s| *s > low || out.is_empty()) {
+                    out.push(s);
+                    start = s.checked_sub(step);
                 }
                 out
             }
@@ -89,18 +91,18 @@ impl WindowKind {
         match self {
             WindowKind::Tumbling { size } | WindowKind::Hopping { size, .. } => Window {
                 start: s,
-                end: s + size,
+                end: s.saturating_add(size),
             },
             WindowKind::Sliding { before, after } => Window {
-                start: s - before,
-                end: s + after + 1,
+                start: s.saturating_sub(before),
+                end: s.saturating_add(after).saturating_add(1),
             },
         }
     }
 
     /// From a slot's stored time to the stream time that closes its window.
     pub(crate) fn close_offset(self, grace: i64) -> i64 {
-        self.window_of(0).end + grace
+        self.window_of(0).end.saturating_add(grace)
     }
 
     /// From a slot's stored time to the stream time that deletes it: its window's expiry, or
@@ -110,18 +112,25 @@ impl WindowKind {
             WindowKind::Sliding { before, .. } => before,
             _ => 0,
         };
-        reach + self.close_offset(grace) + expires
+        reach
+            .saturating_add(self.close_offset(grace))
+            .saturating_add(expires)
     }
 
     /// The time a read at `t` means by "the current window": for hopping tables the latest
     /// window containing `t` (the one that started last).
     pub(crate) fn current_slot(self, t: i64) -> i64 {
         match self {
-            WindowKind::Tumbling { size } => t.div_euclid(size) * size,
-            WindowKind::Hopping { step, .. } => t.div_euclid(step) * step,
+            WindowKind::Tumbling { size } => floor(t, size),
+            WindowKind::Hopping { step, .. } => floor(t, step),
             WindowKind::Sliding { .. } => t,
         }
     }
+}
+
+/// `t` rounded down to a multiple of `unit`; `i64::MIN` when that is below it.
+fn floor(t: i64, unit: i64) -> i64 {
+    t.saturating_sub(t.rem_euclid(unit))
 }
 
 /// Where a windowed table's clock comes from; shared so tests can move time by hand.
@@ -450,6 +459,29 @@ mod tests {
         };
         assert_eq!(s.slots_of(7), vec![7]);
         assert_eq!(s.window_of(7), Window { start: 4, end: 10 });
+    }
+
+    #[test]
+    fn event_times_at_the_ends_of_i64_neither_overflow_nor_loop() {
+        let h = WindowKind::Hopping { size: 10, step: 5 };
+        // The windows that would start before i64::MIN are cut: bounded, no wrap-around.
+        assert_eq!(h.slots_of(i64::MIN), vec![i64::MIN]);
+        assert!(h.slots_of(i64::MIN + 3).len() <= 2);
+        assert_eq!(h.slots_of(i64::MAX).len(), 2);
+        assert_eq!(h.window_of(i64::MAX).end, i64::MAX);
+        let t = WindowKind::Tumbling { size: 10 };
+        assert_eq!(t.slots_of(i64::MIN), vec![i64::MIN]);
+        assert_eq!(
+            t.slots_of(i64::MAX),
+            vec![i64::MAX - i64::MAX.rem_euclid(10)]
+        );
+        let s = WindowKind::Sliding {
+            before: 3,
+            after: 2,
+        };
+        assert_eq!(s.window_of(i64::MIN).start, i64::MIN);
+        assert_eq!(s.window_of(i64::MAX).end, i64::MAX);
+        assert_eq!(s.expire_offset(i64::MAX, 1), i64::MAX);
     }
 
     #[test]

@@ -298,7 +298,9 @@ impl<K: TableKey, V: TableValue> WindowShard<K, V> {
     fn expired(&mut self, start: i64) -> Result<bool> {
         let def = &self.table.def;
         let offset = def.kind.expire_offset(def.grace, def.expires);
-        Ok(self.stream_time()?.is_some_and(|now| now >= start + offset))
+        Ok(self
+            .stream_time()?
+            .is_some_and(|now| now >= start.saturating_add(offset)))
     }
 
     /// The values stored for `key` at times in `[from, to]`, merged (sliding tables); expired
@@ -358,8 +360,8 @@ impl<K: TableKey, V: TableValue> WindowShard<K, V> {
             return Ok(());
         };
         let (kind, grace, expires) = (self.kind(), self.table.def.grace, self.table.def.expires);
-        let cutoff = now - kind.close_offset(grace);
-        let expire = now - kind.expire_offset(grace, expires);
+        let cutoff = now.saturating_sub(kind.close_offset(grace));
+        let expire = now.saturating_sub(kind.expire_offset(grace, expires));
         let index = self.index()?;
         let close_due = index.closed_upto.is_none_or(|c| c < cutoff);
         let expiry_due = index
