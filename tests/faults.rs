@@ -289,12 +289,13 @@ fn an_output_too_large_for_its_sink_sends_its_source_to_the_policy_and_spares_it
     assert_every_input_emitted_but(&kafka, url.as_bytes());
 }
 
-/// Known gap (issue 15): under exactly once, a refused output makes the whole transaction
-/// abortable, so nothing (not the suspect handled alone, not its dead letter) can be written
-/// until the round aborts; the stuck batch outlives `transaction.timeout.ms`, the broker fences
-/// the producer, and the partitions halt. Run with `--ignored` to reproduce.
+/// Exactly once, a refused output leaves the whole transaction able only to abort: every
+/// partition stops at its next failed send and waits for the round (no retry, no policy), the
+/// round aborts, the suspects come again alone, and the one refused again is condemned: after
+/// the next abort it goes to the policy without being handled, in a healthy transaction. The
+/// metric counts each dead letter written, also in a transaction that aborted later; what a
+/// `read_committed` reader sees is exact.
 #[test]
-#[ignore = "issue 15: refused outputs under exactly once halt the node (see the doc comment)"]
 fn exactly_once_an_output_too_large_for_its_sink_aborts_and_sends_its_source_to_the_policy() {
     logs();
     let Some(kafka) = Kafka::real("too-large-eos") else {
@@ -314,7 +315,13 @@ fn exactly_once_an_output_too_large_for_its_sink_aborts_and_sends_its_source_to_
     let run = run(&kafka, cfg);
 
     assert_eq!(run.table, truth, "its neighbours counted once, it not");
-    assert_eq!(run.invalid, HashMap::from([("output_too_large".into(), 1)]));
+    let settled = run.invalid.get("output_too_large").copied().unwrap_or(0);
+    assert!(
+        run.invalid.len() == 1 && (1..=run.aborted.max(1)).contains(&settled),
+        "{:?} after {} aborts",
+        run.invalid,
+        run.aborted
+    );
     assert!(
         (1..=4).contains(&run.aborted),
         "a transaction or two aborted, not a loop: {}",

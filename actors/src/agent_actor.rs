@@ -7,7 +7,7 @@
 //! one would kill the actor and lose the batch).
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -34,6 +34,10 @@ pub(crate) struct Work {
     /// refusal may be a neighbour's. When they come again after the rewind, each is handled
     /// alone and its outputs are awaited at once; refused again, it goes to the agent's policy.
     pub(crate) refused: BTreeMap<i64, RefusedOutput>,
+    /// Exactly once: suspects refused again in a transaction that could then only abort.
+    /// When they come again, in the next transaction, they go to the policy without being
+    /// handled (their outputs would doom that one too).
+    pub(crate) condemned: BTreeSet<i64>,
 }
 
 impl Work {
@@ -43,7 +47,31 @@ impl Work {
             tables,
             outbox,
             refused: BTreeMap::new(),
+            condemned: BTreeSet::new(),
         }
+    }
+
+    /// Exactly once: `offset`, a suspect refused again, goes to the policy when it comes
+    /// again (see the field).
+    pub(crate) fn condemn(&mut self, offset: i64) {
+        if self.refused.contains_key(&offset) {
+            self.condemned.insert(offset);
+        }
+    }
+
+    /// Why a condemned `record` goes to the policy, if it is one.
+    fn condemned(&self, record: &Record) -> Option<Failure> {
+        if !self.condemned.contains(&record.offset) {
+            return None;
+        }
+        let r = self.refused.get(&record.offset)?;
+        Some(Failure::Invalid {
+            reason: r.reason,
+            error: Error::OutputRejected {
+                offset: r.source,
+                error: r.error.clone(),
+            },
+        })
     }
 
     /// Records outputs refused for good: their sources are handled alone next time.
@@ -61,6 +89,7 @@ impl Work {
     pub(crate) fn forget_refused_before(&mut self, next: Option<i64>) {
         if let Some(next) = next {
             self.refused = self.refused.split_off(&next);
+            self.condemned = self.condemned.split_off(&next);
         }
     }
 
@@ -94,7 +123,12 @@ fn output_failed(error: Error) -> Failure {
 /// Awaits the deliveries of an isolated suspect's outputs (see [`Work::refused`]).
 async fn confirm_alone(outbox: &mut Outbox, from: usize) -> Result<(), (usize, Failure)> {
     let mine = outbox.take_pending_from(from);
-    match crate::outbox::confirm(mine).await {
+    let confirmed = crate::outbox::confirm(mine).await;
+    if confirmed.is_err() {
+        // Exactly once, a refused record leaves the transaction able only to abort.
+        outbox.doom();
+    }
+    match confirmed {
         Ok(()) => Ok(()),
         Err(undelivered) => match undelivered.refused.first().cloned() {
             Some(r) => Err((
@@ -213,7 +247,9 @@ async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
         if let Some(at) = chunk.iter().position(odd) {
             if at > 0 {
                 chunk = &chunk[..at];
-            } else if let Some(Failure::Invalid { reason, error }) = Work::unfit(&chunk[0]) {
+            } else if let Some(Failure::Invalid { reason, error }) =
+                Work::unfit(&chunk[0]).or_else(|| work.condemned(&chunk[0]))
+            {
                 return Processed {
                     work,
                     next: i,

@@ -206,6 +206,7 @@ impl Coordinator {
         let cache = self.init.settings.cache_keys;
         let ahead = self.init.settings.max_timestamp_ahead;
         let lease = self.init.lease.clone();
+        let doom = self.init.transactions.as_ref().map(Transactions::doom_flag);
         let topic = topic.clone();
         let app: Arc<str> = Arc::from(self.init.app_id.as_str());
         let metrics = self.init.metrics.clone();
@@ -220,12 +221,13 @@ impl Coordinator {
                 cache,
             )?;
             tables.attach_metrics(&metrics);
-            Ok(Work::new(
-                tables,
-                Outbox::new(producer.clone(), codecs.clone())
-                    .max_timestamp_ahead(ahead)
-                    .lease(lease.clone()),
-            ))
+            let mut outbox = Outbox::new(producer.clone(), codecs.clone())
+                .max_timestamp_ahead(ahead)
+                .lease(lease.clone());
+            if let Some(flag) = &doom {
+                outbox = outbox.doom_flag(flag.clone());
+            }
+            Ok(Work::new(tables, outbox))
         })
     }
 

@@ -13,6 +13,7 @@
 //! the partition can rewind and hand that one source record to the agent's policy instead of
 //! sending its output again and again.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -131,6 +132,9 @@ pub struct Outbox {
     refusal: Option<Error>,
     /// Nothing is sent while the node may have lost its partitions.
     lease: Option<Lease>,
+    /// Exactly once: raised when a send fails inside the open transaction (see
+    /// `transaction`): the transaction can only abort.
+    doom: Option<Arc<AtomicBool>>,
 }
 
 /// How long a send waits for room in a full producer queue before failing.
@@ -147,7 +151,33 @@ impl Outbox {
             max_ahead: Duration::from_secs(3600),
             refusal: None,
             lease: None,
+            doom: None,
         }
+    }
+
+    /// Exactly once: raises `flag` when a send fails inside the open transaction.
+    pub(crate) fn doom_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.doom = Some(flag);
+        self
+    }
+
+    /// A send failed inside the open transaction (exactly once).
+    pub(crate) fn doom(&self) {
+        if let Some(flag) = &self.doom {
+            if !flag.swap(true, Ordering::SeqCst) {
+                tracing::warn!(
+                    "a send failed inside the open transaction: it can only abort; \
+                    partitions wait for the round instead of retrying"
+                );
+            }
+        }
+    }
+
+    /// Whether the open transaction can only abort (exactly once).
+    pub(crate) fn doomed(&self) -> bool {
+        self.doom
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::SeqCst))
     }
 
     /// Sends nothing while `lease` is not valid ([`Error::MembershipUncertain`]).
@@ -283,7 +313,13 @@ impl Outbox {
         };
         self.check_lease()?;
         for out in std::mem::take(&mut self.staged) {
-            let delivery = enqueue(&producer, record(&out)).await?;
+            let delivery = match enqueue(&producer, record(&out)).await {
+                Ok(delivery) => delivery,
+                Err(e) => {
+                    self.doom();
+                    return Err(e);
+                }
+            };
             self.pending.push(Pending {
                 source,
                 topic: out.topic,
@@ -308,7 +344,11 @@ impl Outbox {
         let producer = self.producer.clone().ok_or_else(|| no_producer(topic))?;
         self.check_lease()?;
         let out = Output::copied(topic, to, key, value, headers);
-        enqueue(&producer, record(&out)).await
+        let sent = enqueue(&producer, record(&out)).await;
+        if sent.is_err() {
+            self.doom();
+        }
+        sent
     }
 }
 

@@ -95,6 +95,9 @@ enum BatchOutcome {
     Done(Work, i64),
     /// The partition was revoked before the batch started: not processed, left to the next owner.
     Skipped(Work),
+    /// Exactly once: a send failed inside the open transaction, which can now only abort; the
+    /// partition waits for the round instead of retrying (see `transaction`).
+    Doomed(Work),
     /// An event kept failing while the partition was being revoked.
     Interrupted(Work),
     /// The agent actor stopped with the work: the batch's state is gone.
@@ -417,6 +420,14 @@ impl PartitionActor {
                         // A new failure: earlier events in this batch got past theirs.
                         (failed_at, attempt) = (Some(next), 0);
                     }
+                    if work.outbox.doomed() {
+                        // Nothing can be written until the round aborts: no retry, no policy
+                        // now. A suspect refused again goes to the policy when it comes back.
+                        if !retriable {
+                            work.condemn(offset);
+                        }
+                        return BatchOutcome::Doomed(work);
+                    }
                     if !lease.valid() {
                         // Not the event's fault: the node may have lost the partition. Wait
                         // (not counted) for the group: a revocation ends this, an answer that
@@ -452,6 +463,9 @@ impl PartitionActor {
                     };
                     match apply(&mut work, policy, failed, &failure, &metrics).await {
                         Ok(()) => {}
+                        Err(Applied::Retry) if work.outbox.doomed() => {
+                            return BatchOutcome::Doomed(work)
+                        }
                         Err(Applied::Retry) if !revoked.load(Ordering::SeqCst) => {
                             start = next;
                             actix::clock::sleep(settings.retry_backoff_max).await;
@@ -473,6 +487,16 @@ impl PartitionActor {
                 act.next = Some(next);
             }
             BatchOutcome::Skipped(work) => act.work = Some(work),
+            BatchOutcome::Doomed(mut work) => {
+                work.tables.discard();
+                let _ = work.outbox.take_pending();
+                act.work = Some(work);
+                act.poison();
+                act.next = act.stored;
+                // Paused like a partition in a round: what arrives waits for the decision,
+                // whose abort seeks back.
+                act.in_round = true;
+            }
             BatchOutcome::Interrupted(mut work) => {
                 tracing::warn!(topic = %act.topic, partition = act.partition,
                     "revoked while an event kept failing: dropping uncommitted work; the next \

@@ -297,8 +297,9 @@ pub(crate) enum Applied {
     Halt(String),
 }
 
-/// Applies `policy` to `records` (one failed event, or every record of a failed batch):
-/// counts them in `faust_invalid_records_total`, then skips, dead-letters or halts.
+/// Applies `policy` to `records` (one failed event, or every record of a failed batch): skips,
+/// dead-letters or halts, and counts each record it settled in `faust_invalid_records_total`
+/// (a dead letter retried is counted once, when written).
 pub(crate) async fn apply(
     work: &mut Work,
     policy: &ErrorPolicy,
@@ -313,10 +314,12 @@ pub(crate) async fn apply(
     } = *failed;
     for record in records {
         let (topic, partition, offset) = (&record.topic, record.partition, record.offset);
-        metrics
+        let counted = metrics
             .invalid_records_total
-            .with_label_values(&[agent, reason])
-            .inc();
+            .with_label_values(&[agent, reason]);
+        if policy.on_error != OnError::DeadLetter {
+            counted.inc();
+        }
         if policy.on_error == OnError::Stop {
             return Err(Applied::Halt(format!(
                 "agent `{agent}` cannot process {topic}[{partition}]@{offset} ({reason}): {error}"
@@ -330,19 +333,23 @@ pub(crate) async fn apply(
         let letter = DeadLetter::of(record, agent, reason, error);
         let dlq = &policy.dead_letter_topic;
         match dead_letter(work, dlq, record, &letter).await {
-            Ok(how) => tracing::error!(agent, %topic, partition, offset, reason, error,
-                dead_letter_topic = %dlq, how, "event dead-lettered"),
+            Ok(how) => {
+                counted.inc();
+                tracing::error!(agent, %topic, partition, offset, reason, error,
+                    dead_letter_topic = %dlq, how, "event dead-lettered")
+            }
             Err(LetterFailed::Transient(e)) => {
                 tracing::error!(agent, %topic, partition, offset, error = %e,
                     "cannot dead-letter the event; retrying it");
                 return Err(Applied::Retry);
             }
             Err(LetterFailed::Refused(e)) => {
+                counted.inc();
                 return Err(Applied::Halt(format!(
                     "agent `{agent}` cannot process {topic}[{partition}]@{offset} ({reason}: \
                      {error}), and its dead letter cannot be written to `{dlq}`, even \
                      truncated: {e}"
-                )))
+                )));
             }
         }
     }

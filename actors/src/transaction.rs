@@ -57,6 +57,9 @@ use crate::partition::PartitionActor;
 #[derive(Clone)]
 pub struct Transactions {
     producer: FutureProducer,
+    /// Set when a send failed inside the open transaction, which librdkafka then only lets
+    /// abort: partitions stop and wait for the round instead of retrying (see `outbox`).
+    doomed: Arc<std::sync::atomic::AtomicBool>,
     /// The producer's settings, to build it again when it fails for good.
     config: ClientConfig,
     /// Bound on each transactional call to the broker.
@@ -83,6 +86,7 @@ impl Transactions {
             .map_err(|e| Error::kafka("opening the first transaction", e))?;
         Ok(Transactions {
             producer,
+            doomed: Arc::default(),
             config,
             timeout,
         })
@@ -108,6 +112,11 @@ impl Transactions {
     /// The transactional producer: what partitions send through.
     pub fn producer(&self) -> &FutureProducer {
         &self.producer
+    }
+
+    /// The flag partitions' outboxes raise when a send failed in the open transaction.
+    pub(crate) fn doom_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.doomed.clone()
     }
 
     /// Ends the open transaction, committing `offsets` with it, or aborting it when `abort`
@@ -368,10 +377,16 @@ impl Coordinator {
             if abort.is_none() && fault_abort() {
                 abort = Some("fault injection: FAUST_FAULT_ABORT_ROUNDS".into());
             }
+            if abort.is_none() && txn.doomed.load(std::sync::atomic::Ordering::SeqCst) {
+                abort = Some("a send failed inside the transaction".into());
+            }
+            let doomed = txn.doom_flag();
             let outcome =
                 tokio::task::spawn_blocking(move || txn.finish(&offsets, group.as_ref(), abort))
                     .await
                     .unwrap_or(Outcome::Fatal);
+            // The next transaction is open (or the producer is gone): sends may succeed again.
+            doomed.store(false, std::sync::atomic::Ordering::SeqCst);
             let result = match outcome {
                 Outcome::Committed => "committed",
                 Outcome::Aborted => "aborted",
