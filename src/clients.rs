@@ -88,6 +88,20 @@ pub(crate) fn consumer_config(config: &Config, bootstrap: &str) -> ClientConfig 
     c
 }
 
+/// The partition count of every topic on the broker (blocking, bounded by `timeout`).
+pub(crate) fn topic_counts(
+    producer: &FutureProducer,
+    timeout: Duration,
+) -> rdkafka::error::KafkaResult<HashMap<String, usize>> {
+    producer.client().fetch_metadata(None, timeout).map(|md| {
+        md.topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name().to_owned(), t.partitions().len()))
+            .collect()
+    })
+}
+
 /// Reaches the broker (bounded): its cluster id and the partition count of every topic.
 pub(crate) async fn connect(
     producer: &FutureProducer,
@@ -101,14 +115,10 @@ pub(crate) async fn connect(
         reason,
     };
     let (metadata, cluster): (_, Option<String>) = tokio::task::spawn_blocking(move || {
-        let md = p.client().fetch_metadata(None, timeout).map(|md| {
-            md.topics()
-                .iter()
-                .filter(|t| t.error().is_none())
-                .map(|t| (t.name().to_owned(), t.partitions().len()))
-                .collect::<HashMap<_, _>>()
-        });
-        (md, p.client().fetch_cluster_id(timeout))
+        (
+            topic_counts(&p, timeout),
+            p.client().fetch_cluster_id(timeout),
+        )
     })
     .await
     .map_err(|e| unreachable(e.to_string()))?;

@@ -338,6 +338,9 @@ impl App {
     }
 }
 
+/// How often the node checks that its topics keep their partition counts.
+const COUNTS_EVERY: Duration = Duration::from_secs(5);
+
 /// The node itself, on the actix system; `needed` is every topic it must find or create.
 #[allow(clippy::too_many_arguments)]
 async fn node_main(
@@ -549,13 +552,15 @@ async fn node_main(
             }
         }
     };
+    let counts_changed = topics::watch_counts(producer.clone(), needed, COUNTS_EVERY);
     let fatal = tokio::select! {
         () = shutdown => None,
         () = store_failed => Some(Error::StoreFailed { path: store_path.clone() }),
+        e = counts_changed => Some(e),
     };
     match &fatal {
         None => tracing::info!("stopping: committing partitions and leaving the group"),
-        Some(e) => tracing::error!(error = %e, "stopping: the store failed"),
+        Some(e) => tracing::error!(error = %e, "stopping on a fatal error"),
     }
     let bound = p.shutdown_timeout;
     let mut failures = Vec::new();
@@ -585,7 +590,10 @@ async fn node_main(
         h.stop(true).await;
     }
     if let Some(e) = fatal {
-        // The store keeps its error: flushing it again would only say so.
+        // A store that failed keeps its error: flushing it again would only say so.
+        if !matches!(e, Error::StoreFailed { .. }) {
+            let _ = store.flush();
+        }
         tracing::error!(error = %e, "node stopped");
         return Err(e);
     }

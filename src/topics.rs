@@ -147,6 +147,33 @@ pub(crate) fn check_counts(needed: &[Needed], existing: &TopicCounts) -> Result<
     Ok(())
 }
 
+/// Resolves with the error when a needed topic's partition count changes on the broker
+/// (checked every `every`; an unanswered check is skipped). Tables are sharded by partition:
+/// partitions added to a source topic while nodes run would move keys to table partitions that
+/// never saw them, and their changelogs lack the partitions. Kafka Streams stops on it too.
+pub(crate) async fn watch_counts(
+    producer: rdkafka::producer::FutureProducer,
+    needed: Vec<Needed>,
+    every: std::time::Duration,
+) -> Error {
+    loop {
+        actix::clock::sleep(every).await;
+        let p = producer.clone();
+        let counts =
+            tokio::task::spawn_blocking(move || crate::clients::topic_counts(&p, every)).await;
+        if let Ok(Ok(counts)) = counts {
+            if let Err(e) = check_counts(&needed, &counts) {
+                tracing::error!(error = %e, "a topic's partition count changed while the app \
+                    runs: tables are sharded by partition, so keys would move to table \
+                    partitions that never saw them; the node stops. Stop every node, then run \
+                    the app under a new app.id with [topics] updated (fresh tables), or put \
+                    the topic back");
+                return e;
+            }
+        }
+    }
+}
+
 /// Creates every configured topic missing from `existing`; returns the names created.
 ///
 /// # Errors

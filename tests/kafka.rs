@@ -156,3 +156,34 @@ fn a_killed_nodes_partitions_are_taken_over_and_every_event_is_processed() {
     assert!(outputs >= total as i64);
     assert_eq!(nodes.terminate(a, Duration::from_secs(30)).code(), Some(0));
 }
+
+/// Partitions added to the source topic while a node runs: tables are sharded by partition, so
+/// the node stops with a clear error naming the topic and both counts (Kafka Streams stops
+/// too), instead of moving keys to table partitions that never saw them.
+#[test]
+fn partitions_added_to_a_source_topic_stop_the_node_with_a_clear_error() {
+    logs();
+    let Some(kafka) = Kafka::real("grown") else {
+        return;
+    };
+    let group = unique("grown");
+    let mut nodes = Nodes::new(&node_config(&kafka, &group));
+    let a = nodes.start();
+    wait_for("the node to hold partitions", WAIT, || {
+        nodes.active(a) == PARTITIONS as i64
+    });
+    kafka.add_partitions(&kafka.topic, PARTITIONS as usize + 2);
+    let status = nodes.wait_exit(a, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "a clear error is not a clean exit");
+    let log = nodes.log(a);
+    let want = format!(
+        "topic `{}` has {} partition(s) on the broker but {PARTITIONS}",
+        kafka.topic,
+        PARTITIONS + 2
+    );
+    assert!(log.contains(&want), "{want} not in:\n{log}");
+    assert!(
+        log.contains("partition count changed while the app runs"),
+        "{log}"
+    );
+}

@@ -220,6 +220,18 @@ impl Kafka {
     }
 
     /// Sets topic configs (real Kafka only), e.g. `max.message.bytes`.
+    /// Grows `topic` to `total` partitions (admin CreatePartitions; real Kafka only).
+    pub fn add_partitions(&self, topic: &str, total: usize) {
+        let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
+        let grow = rdkafka::admin::NewPartitions::new(topic, total);
+        let done =
+            futures::executor::block_on(admin.create_partitions([&grow], &AdminOptions::new()))
+                .unwrap();
+        for r in done {
+            r.unwrap();
+        }
+    }
+
     pub fn set_topic_config(&self, topic: &str, configs: &[(&str, &str)]) {
         let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
         let mut alter =

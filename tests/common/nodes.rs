@@ -160,6 +160,23 @@ impl Nodes {
         }
     }
 
+    /// Waits (at most `bound`) for the node to exit on its own; its exit status.
+    pub fn wait_exit(&mut self, i: usize, bound: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            let node = self.nodes[i].as_mut().expect("node running");
+            if let Some(status) = node.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < bound,
+                "node {i} still runs after {bound:?}:\n{}",
+                log(&node.log)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The node's log so far.
     pub fn log(&self, i: usize) -> String {
         log(&self.node(i).log)
