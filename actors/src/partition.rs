@@ -18,6 +18,10 @@
 //! durable. If a batch's state is lost (an agent actor vanished with it) or an output was not
 //! delivered, the partition rewinds: uncommitted table writes are dropped and the consumer seeks
 //! back to the last commit, so those events are processed again.
+//!
+//! Submodules: `cycle` (the commit cycle), `decide` (what to do about a failed event: a pure
+//! function), `exactly` (its side of exactly-once rounds), `messages` (stop, forwarded
+//! records), `restore` (tables from changelogs), `rewind` (halt and seek back).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -40,9 +44,13 @@ use crate::policy::{apply, Applied, Failed};
 use crate::progress::Progress;
 use crate::reader::PartitionReader;
 use crate::record::Record;
+use decide::{decide, Backoff, Decision, Facts};
+pub(crate) use messages::{Forward, Stop};
 
 mod cycle;
+mod decide;
 mod exactly;
+mod messages;
 mod restore;
 mod rewind;
 
@@ -75,20 +83,6 @@ struct AgentSlot {
     addr: Addr<AgentActor>,
     events: IntCounter,
     depth: IntGauge,
-}
-
-/// Commit, stop the agents and stop: sent on revoke and at shutdown.
-pub(crate) struct Stop;
-
-impl Message for Stop {
-    type Result = ();
-}
-
-/// A record that reached the consumer's main queue instead of the partition's own queue.
-pub(crate) struct Forward(pub(crate) Record);
-
-impl Message for Forward {
-    type Result = ();
 }
 
 enum BatchOutcome {
@@ -370,6 +364,10 @@ impl PartitionActor {
         let revoked = self.revoked.clone();
         let lease = self.lease.clone();
         let settings = self.settings.clone();
+        let backoff = Backoff {
+            first: settings.retry_backoff,
+            max: settings.retry_backoff_max,
+        };
         let metrics = self.metrics.clone();
         let (topic, partition) = (self.topic.clone(), self.partition);
         let run = async move {
@@ -420,40 +418,42 @@ impl PartitionActor {
                         // A new failure: earlier events in this batch got past theirs.
                         (failed_at, attempt) = (Some(next), 0);
                     }
-                    if work.outbox.doomed() {
-                        // Nothing can be written until the round aborts: no retry, no policy
-                        // now. A suspect refused again goes to the policy when it comes back.
-                        if !retriable {
-                            work.condemn(offset);
+                    let facts = Facts {
+                        retriable,
+                        attempt,
+                        retries: policy.retries,
+                        doomed: work.outbox.doomed(),
+                        lease_valid: lease.valid(),
+                        revoked: revoked.load(Ordering::SeqCst),
+                    };
+                    match decide(facts, backoff) {
+                        Decision::AwaitAbort { condemn } => {
+                            // Nothing can be written until the round aborts; a suspect
+                            // refused again goes to the policy when it comes back.
+                            if condemn {
+                                work.condemn(offset);
+                            }
+                            return BatchOutcome::Doomed(work);
                         }
-                        return BatchOutcome::Doomed(work);
-                    }
-                    if !lease.valid() {
-                        // Not the event's fault: the node may have lost the partition. Wait
-                        // (not counted) for the group: a revocation ends this, an answer that
-                        // keeps the partition here lets the event go on.
-                        if revoked.load(Ordering::SeqCst) {
-                            return BatchOutcome::Interrupted(work);
+                        Decision::GiveUp => return BatchOutcome::Interrupted(work),
+                        Decision::AwaitGroup { wait } => {
+                            start = next;
+                            actix::clock::sleep(wait).await;
+                            continue;
                         }
-                        start = next;
-                        actix::clock::sleep(settings.retry_backoff_max).await;
-                        continue;
-                    }
-                    if retriable && attempt < policy.retries {
-                        attempt += 1;
-                        let backoff = settings
-                            .retry_backoff
-                            .saturating_mul(1 << attempt.min(16))
-                            .min(settings.retry_backoff_max);
-                        tracing::error!(agent = name, %topic, partition, offset, count, reason,
-                            %error, attempt, retries = policy.retries, ?backoff,
-                            "event failed; retrying it (a panicked agent actor is restarted)");
-                        if revoked.load(Ordering::SeqCst) {
-                            return BatchOutcome::Interrupted(work);
+                        Decision::Retry {
+                            attempt: n,
+                            backoff,
+                        } => {
+                            attempt = n;
+                            tracing::error!(agent = name, %topic, partition, offset, count,
+                                reason, %error, attempt, retries = policy.retries, ?backoff,
+                                "event failed; retrying it (a panicked agent actor is restarted)");
+                            start = next;
+                            actix::clock::sleep(backoff).await;
+                            continue;
                         }
-                        start = next;
-                        actix::clock::sleep(backoff).await;
-                        continue;
+                        Decision::Policy => {}
                     }
                     let failed = &records[next..next + count];
                     let failure = Failed {
@@ -571,38 +571,4 @@ impl StreamHandler<Vec<Record>> for PartitionActor {
     }
 
     fn finished(&mut self, _ctx: &mut Self::Context) {}
-}
-
-impl Handler<Forward> for PartitionActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Forward, ctx: &mut Self::Context) {
-        if self.in_round {
-            self.first_seen = self.first_seen.or(Some(msg.0.offset));
-            self.deferred.push(msg.0);
-            return;
-        }
-        if !self.stopping && !self.halted && self.next.is_none_or(|n| msg.0.offset >= n) {
-            ctx.wait(self.process(vec![msg.0]));
-        }
-    }
-}
-
-impl Handler<Stop> for PartitionActor {
-    type Result = AtomicResponse<Self, ()>;
-
-    fn handle(&mut self, _msg: Stop, _ctx: &mut Self::Context) -> Self::Result {
-        self.stopping = true;
-        AtomicResponse::new(Box::pin(self.commit(true).map(|ok, act, ctx| {
-            if !ok {
-                tracing::warn!(topic = %act.topic, partition = act.partition,
-                    "final commit failed; the next owner resumes from the last commit");
-            }
-            for slot in &act.slots {
-                slot.agent.agent.on_revoke(&act.topic, act.partition);
-            }
-            act.slots.clear();
-            ctx.stop();
-        })))
-    }
 }
