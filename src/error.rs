@@ -87,6 +87,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The transactional producer was fenced again and again: the node stopped.
+    #[error(
+        "the exactly-once producer `{transactional_id}` was fenced again and again: another \
+             live process most likely runs with this node's id (a copy of its store); stop it, \
+             or give this node a store of its own, then restart"
+    )]
+    ProducerFencedOut {
+        /// `<app.id>-<node id>`.
+        transactional_id: String,
+    },
     /// The store could not write (disk full, I/O error): the node stopped.
     #[error(
         "the store at {path} cannot write (disk full or I/O error; the log says which): \

@@ -553,10 +553,20 @@ async fn node_main(
         }
     };
     let counts_changed = topics::watch_counts(producer.clone(), needed, COUNTS_EVERY);
+    let given_up = {
+        let m = metrics.clone();
+        async move {
+            while m.producer_given_up.get() == 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let transactional_id = format!("{}-{}", config.app.id, store.node_id().unwrap_or_default());
     let fatal = tokio::select! {
         () = shutdown => None,
         () = store_failed => Some(Error::StoreFailed { path: store_path.clone() }),
         e = counts_changed => Some(e),
+        () = given_up => Some(Error::ProducerFencedOut { transactional_id }),
     };
     match &fatal {
         None => tracing::info!("stopping: committing partitions and leaving the group"),

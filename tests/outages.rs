@@ -369,3 +369,68 @@ fn a_full_disk_stops_the_node_with_a_clear_error_and_a_restart_resumes() {
     node.terminate_cleanly("the restarted node", Duration::from_secs(60));
     app.assert_outcome();
 }
+
+/// A live duplicate: a second process started on a copy of a node's store has the same node
+/// id, so the same `transactional.id`; each fences the other's producer in turn. After a few
+/// failures in a short time the one fenced first stops with a clear error (exit 1), the other
+/// goes on alone, and the outputs and the table are exact.
+#[test]
+fn a_live_duplicate_fences_the_producer_and_one_of_the_two_stops() {
+    let Some(broker) = shared_broker("duplicate") else {
+        return;
+    };
+    let mut app = BenchApp::new(&broker, "duplicate", "a", "exactly_once");
+    let mut first = app.start_node(0, &[]);
+    wait_for("node 0 to hold partitions", Duration::from_secs(90), || {
+        started_partitions(&first) >= 4
+    });
+    first.terminate_cleanly("node 0", Duration::from_secs(60));
+    let dir = app.dir.path();
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(dir.join("store0"))
+        .arg(dir.join("store1"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let mut nodes = [app.start_node(0, &[]), app.start_node(1, &[])];
+    wait_for("both to hold partitions", Duration::from_secs(90), || {
+        nodes.iter().all(|n| started_partitions(n) > 0)
+    });
+    let mut stopped = None;
+    feeding(&mut app, 100_000, 10_000, |_| {
+        let started = std::time::Instant::now();
+        while stopped.is_none() {
+            for (i, node) in nodes.iter_mut().enumerate() {
+                if let Some(status) = node.child.try_wait().unwrap() {
+                    stopped = Some((i, status));
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "neither duplicate stopped:\n{}\n---\n{}",
+                nodes[0].tail(20),
+                nodes[1].tail(20)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let (gone, status) = stopped.unwrap();
+    eprintln!("node {gone} stopped: {status}");
+    assert_eq!(status.code(), Some(1), "{}", nodes[gone].tail(20));
+    assert!(
+        nodes[gone].log().contains("was fenced again and again"),
+        "{}",
+        nodes[gone].tail(20)
+    );
+    let survivor = &mut nodes[1 - gone];
+    app.wait_all_committed(Duration::from_secs(180));
+    assert_eq!(
+        survivor.child.try_wait().unwrap(),
+        None,
+        "both stopped:\n{}",
+        survivor.tail(20)
+    );
+    survivor.terminate_cleanly("the survivor", Duration::from_secs(60));
+    app.assert_outcome();
+}

@@ -159,6 +159,8 @@ pub struct Coordinator {
     /// Failed attempts to build one since it broke, and when to try next.
     pub(crate) rebuild_failures: u32,
     pub(crate) rebuild_after: Option<Instant>,
+    /// When the producer failed for good recently (see `transaction::GIVE_UP_AFTER`).
+    pub(crate) producer_failures: Vec<Instant>,
     /// Lag, commit age and stalls of the partitions, exported at each tick.
     watch: Watch,
     /// A round from the commit interval is waiting or under way.
@@ -192,6 +194,7 @@ impl Coordinator {
             rebuilding: false,
             rebuild_failures: 0,
             rebuild_after: None,
+            producer_failures: Vec::new(),
             round_queued: false,
             watch: Watch::new(stall_after),
         }

@@ -59,6 +59,9 @@ pub struct Metrics {
     pub producer_rebuilds_total: IntCounterVec,
     /// 1 while the transactional producer is broken and its partitions are stopped.
     pub producer_broken: IntGauge,
+    /// 1 once the producer failed too often to build another (a duplicate node): the node
+    /// stops with an error.
+    pub producer_given_up: IntGauge,
     /// Records waiting per active partition: high watermark minus committed offset.
     pub partition_lag_records: IntGaugeVec,
     /// How far behind an active partition is in time: 0 without lag, else the age of the last
@@ -279,6 +282,11 @@ impl Metrics {
                 "faust_producer_rebuilds_total",
                 "Attempts to build a new transactional producer after one failed, by result",
                 &["result"]
+            ),
+            producer_given_up: metric!(
+                IntGauge,
+                "faust_producer_given_up",
+                "1 once the transactional producer failed too often to build another: the node stops"
             ),
             producer_broken: metric!(
                 IntGauge,

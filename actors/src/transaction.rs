@@ -415,6 +415,17 @@ impl Coordinator {
             act.round_queued = false;
             if outcome == Outcome::Fatal && !act.broken {
                 act.broken = true;
+                let now = Instant::now();
+                let failures = &mut act.producer_failures;
+                failures.retain(|t| now.duration_since(*t) < GIVE_UP_WINDOW);
+                failures.push(now);
+                if failures.len() >= GIVE_UP_AFTER {
+                    act.init.metrics.producer_given_up.set(1);
+                    tracing::error!(failures = failures.len(), window = ?GIVE_UP_WINDOW,
+                        "the transactional producer failed again and again: another live \
+                         process most likely uses this node's transactional.id (a copy of its \
+                         store); this node stops");
+                }
                 tracing::error!(
                     "the transactional producer failed for good: every partition stops and \
                     drops its uncommitted work; a new producer is being built"
@@ -434,7 +445,12 @@ impl Coordinator {
         let Some(old) = self.init.transactions.clone() else {
             return;
         };
-        if !self.broken || self.rebuilding || self.rebuild_after.is_some_and(|t| now < t) {
+        let given_up = self.init.metrics.producer_given_up.get() != 0;
+        if !self.broken
+            || given_up
+            || self.rebuilding
+            || self.rebuild_after.is_some_and(|t| now < t)
+        {
             return;
         }
         self.rebuilding = true;
@@ -471,6 +487,12 @@ impl Coordinator {
         }));
     }
 }
+
+/// Producer failures within [`GIVE_UP_WINDOW`] after which the node stops instead of building
+/// another: two live processes with one `transactional.id` fence each other for ever, and one
+/// of them must go (the one fenced first reaches the count first).
+const GIVE_UP_AFTER: usize = 3;
+const GIVE_UP_WINDOW: Duration = Duration::from_secs(120);
 
 /// Drop uncommitted work and stop, writing nothing: the producer failed for good (the partition
 /// restarts with the next one, see the module doc), or the assignment was lost. Says which.
