@@ -443,3 +443,51 @@ fn a_failed_attempt_leaves_no_output_behind_under_either_guarantee() {
         assert_eq!(kafka.emitted_sources(), kafka.all_inputs(), "{guarantee:?}");
     }
 }
+
+/// A store ahead of the group's commit (a crash between the store write and the offset commit,
+/// made here by committing older offsets while the node is down): the node starts from the
+/// store, so nothing is counted twice, and commits the store's offset at once, even with no
+/// new input (before, the group stayed behind until something new arrived). Real Kafka: the
+/// mock cluster refuses a commit from outside the group.
+#[test]
+fn a_store_ahead_of_the_group_is_committed_even_when_idle() {
+    logs();
+    let Some(kafka) = Kafka::real("ahead") else {
+        return;
+    };
+    let truth = kafka.produce_page_views(400, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let group = unique("ahead");
+    let cfg = kafka.config(&store, &group);
+    let ends = kafka.ends(&kafka.topic);
+    let start = |cfg: &Config| {
+        let mut node = App::new()
+            .agent(PageViews::on_topic(&kafka.topic))
+            .spawn(cfg.clone())
+            .unwrap();
+        node.wait_ready(WAIT).unwrap();
+        node
+    };
+    let node = start(&cfg);
+    wait_for("every offset committed", WAIT, || {
+        kafka.committed(&group) == ends
+    });
+    node.stop().unwrap();
+    let behind: HashMap<i32, i64> = ends.iter().map(|(p, o)| (*p, o / 2)).collect();
+    kafka.commit_offsets(&group, &behind);
+    assert_eq!(kafka.committed(&group), behind);
+
+    let node = start(&cfg);
+    wait_for(
+        "the store's offsets committed with no new input",
+        WAIT,
+        || kafka.committed(&group) == ends,
+    );
+    node.stop().unwrap();
+    let table = Store::open_existing(&store)
+        .unwrap()
+        .table_contents(&page_counts())
+        .unwrap();
+    assert_eq!(table, truth, "nothing counted twice");
+}

@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::reader::PartitionReader;
 use crate::record::Record;
+use crate::start::{start_of, Start};
 use crate::store::Store;
 
 /// The consumer type of a node.
@@ -70,7 +71,7 @@ impl ClientContext for NodeContext {
 struct Part {
     topic: Arc<str>,
     partition: i32,
-    start: Option<i64>,
+    start: Start,
 }
 
 impl NodeContext {
@@ -80,7 +81,10 @@ impl NodeContext {
             .map(|e| Part {
                 topic: Arc::from(e.topic()),
                 partition: e.partition(),
-                start: None,
+                start: Start {
+                    at: None,
+                    committed: None,
+                },
             })
             .collect()
     }
@@ -118,17 +122,10 @@ impl NodeContext {
         Ok(true)
     }
 
-    /// Where a newly assigned partition starts: the group's commit, unless the store holds the
-    /// latest state and is ahead of it (a crash between the store write and the Kafka commit),
-    /// in which case its own offset avoids handling those events twice.
-    fn start_offset(
-        &self,
-        consumer: &NodeConsumer,
-        part: &Part,
-        committed: Option<i64>,
-    ) -> Option<i64> {
+    /// Where a newly assigned partition starts (see `start`).
+    fn start_offset(&self, consumer: &NodeConsumer, part: &Part, committed: Option<i64>) -> Start {
         if self.committed_only {
-            return committed;
+            return start_of(true, None, committed, false);
         }
         let (topic, p) = (&part.topic, part.partition);
         let stored = match self.store.next_offset(topic, p) {
@@ -146,11 +143,7 @@ impl NodeContext {
                 false
             }
         };
-        match (stored, committed) {
-            (Some(s), Some(c)) if latest && s > c => Some(s),
-            (Some(s), None) if latest => Some(s),
-            (_, c) => c,
-        }
+        start_of(false, stored, committed, latest)
     }
 
     fn on_assign(&self, consumer: &NodeConsumer, tpl: &mut TopicPartitionList) {
@@ -159,7 +152,7 @@ impl NodeContext {
         for part in &mut parts {
             let key = (part.topic.to_string(), part.partition);
             part.start = self.start_offset(consumer, part, committed.get(&key).copied());
-            if let Some(offset) = part.start {
+            if let Some(offset) = part.start.at {
                 if let Err(e) =
                     tpl.set_partition_offset(&part.topic, part.partition, Offset::Offset(offset))
                 {

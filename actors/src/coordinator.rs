@@ -31,6 +31,7 @@ use crate::reader::PartitionReader;
 use crate::record::Record;
 use crate::shard::TableSet;
 use crate::standby::Standby;
+use crate::start::{start_of, Start};
 use crate::store::Store;
 use crate::throughput::RateMeter;
 use crate::transaction::{Abandon, Transactions};
@@ -42,8 +43,8 @@ use futures::channel::oneshot;
 pub(crate) struct AssignedPart {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
-    /// The store's next offset for it, if the store has one (the consumer starts there).
-    pub(crate) start: Option<i64>,
+    /// Where it starts, and the group's commit (see `start`).
+    pub(crate) start: Start,
     pub(crate) reader: PartitionReader<NodeContext>,
 }
 
@@ -238,7 +239,7 @@ impl Coordinator {
         &mut self,
         topic: Arc<str>,
         partition: i32,
-        start: Option<i64>,
+        start: Start,
         reader: PartitionReader<NodeContext>,
         consumer: Arc<NodeConsumer>,
         seek_on_start: bool,
@@ -248,7 +249,7 @@ impl Coordinator {
             return;
         };
         let revoked = Arc::new(AtomicBool::new(false));
-        let progress = Progress::new(start);
+        let progress = Progress::new(start.committed);
         let init = PartitionInit {
             progress: progress.clone(),
             lease: self.init.lease.clone(),
@@ -400,21 +401,22 @@ impl Coordinator {
             let Some(consumer) = self.consumer.clone() else {
                 continue;
             };
-            let start = match self.init.transactions {
-                // The store may lag Kafka (it is updated after a commit): Kafka is the truth.
-                // No answer: try again at the next tick. No commit yet: from the start.
-                Some(_) => match group_offset(&consumer, &topic, partition, Duration::from_secs(5))
-                {
-                    Ok(start) => Some(start.unwrap_or(0)),
-                    Err(()) => continue,
-                },
-                None => self
-                    .init
-                    .store
-                    .next_offset(&topic, partition)
-                    .ok()
-                    .flatten(),
+            // The same rule as on assignment (see `start`); the store of a partition that ran
+            // here holds every changelog write it made. No answer: again at the next tick.
+            let Ok(group) = group_offset(&consumer, &topic, partition, Duration::from_secs(5))
+            else {
+                continue;
             };
+            let stored = self
+                .init
+                .store
+                .next_offset(&topic, partition)
+                .ok()
+                .flatten();
+            let exactly = self.init.transactions.is_some();
+            let mut start = start_of(exactly, stored, group, true);
+            // Seeking needs an offset: no commit yet means the beginning.
+            start.at = start.at.or(Some(0));
             self.partitions.remove(&(topic.clone(), partition));
             tracing::error!(%topic, partition, ?start,
                 "partition actor stopped on its own; restarting it from its last commit");

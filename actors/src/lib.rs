@@ -22,6 +22,7 @@
 //! - [`changelog`]: changelog topics, and restoring a partition's tables from them.
 //! - [`members`]: who is in the group and what each holds (a compacted topic), and standby
 //!   placement by rendezvous hashing.
+//! - `start`: where a partition starts (one rule for assignment and restart).
 //! - `standby`: warm copies of partitions owned elsewhere, tailing their changelogs.
 //! - [`store`]: the node's sled database, stamped with its Kafka cluster id.
 //! - [`codec`]: JSON, MessagePack, string and raw codecs for keys and values, codecs an app
@@ -66,6 +67,7 @@ pub mod record;
 pub mod repartition;
 mod shard;
 mod standby;
+mod start;
 pub mod store;
 pub mod table;
 pub mod throughput;

@@ -44,6 +44,7 @@ use crate::policy::{apply, Applied, Failed};
 use crate::progress::Progress;
 use crate::reader::PartitionReader;
 use crate::record::Record;
+use crate::start::Start;
 use decide::{decide, Backoff, Decision, Facts};
 pub(crate) use messages::{Forward, Stop};
 
@@ -173,7 +174,8 @@ pub(crate) struct PartitionInit {
     pub(crate) make_work: WorkFactory,
     /// The changelogs to replay before processing (`None`: the agents have no tables).
     pub(crate) restore: Option<Restore>,
-    pub(crate) start: Option<i64>,
+    /// Where it starts, and the group's commit (see `start`).
+    pub(crate) start: Start,
     /// Seek back to `start` first (a restart after the previous actor died mid-batch).
     pub(crate) seek_on_start: bool,
     pub(crate) revoked: Arc<AtomicBool>,
@@ -201,11 +203,12 @@ impl PartitionActor {
             work: None,
             make_work: init.make_work,
             restore: init.restore.map(Arc::new),
-            committed: init.start,
-            stored: init.start,
+            // A store ahead of the group: the first commit moves the group there.
+            committed: init.start.committed,
+            stored: init.start.at,
             tail: None,
             flushing: Arc::new(AtomicBool::new(false)),
-            next: init.start,
+            next: init.start.at,
             first_seen: None,
             revoked: init.revoked,
             stopping: false,
@@ -308,8 +311,8 @@ impl PartitionActor {
             }
         });
         self.progress.consuming();
-        tracing::info!(topic = %self.topic, partition = self.partition, start = ?self.committed,
-            "partition started");
+        tracing::info!(topic = %self.topic, partition = self.partition, start = ?self.next,
+            committed = ?self.committed, "partition started");
     }
 
     /// Adds (`sign` = 1) or removes (-1) this partition from the held-partition and table-key

@@ -220,6 +220,20 @@ impl Kafka {
     }
 
     /// Sets topic configs (real Kafka only), e.g. `max.message.bytes`.
+    /// Commits `offsets` (partition -> next offset) of the input topic for `group`, as a
+    /// member would (the group must have no live member).
+    pub fn commit_offsets(&self, group: &str, offsets: &HashMap<i32, i64>) {
+        let consumer: BaseConsumer = self.client().set("group.id", group).create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in offsets {
+            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o))
+                .unwrap();
+        }
+        consumer
+            .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+            .unwrap();
+    }
+
     /// Grows `topic` to `total` partitions (admin CreatePartitions; real Kafka only).
     pub fn add_partitions(&self, topic: &str, total: usize) {
         let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
