@@ -27,6 +27,22 @@ fn health(node: &BenchNode) -> Option<String> {
     Some(page.lines().next().unwrap_or_default().to_owned())
 }
 
+/// Waits until the node says it is healthy and ready again, with nothing stalled or waiting.
+fn settles(node: &BenchNode, name: &str) {
+    wait_for(
+        &format!("{name} to be healthy and ready"),
+        Duration::from_secs(60),
+        || {
+            let ready = node
+                .get("/readyz")
+                .is_some_and(|r| r.starts_with("HTTP/1.1 200"));
+            ready && health(node).is_some_and(|s| s.contains("200"))
+        },
+    );
+    assert_eq!(node.metric("faust_partitions_not_ready"), 0.0, "{name}");
+    assert_eq!(node.metric("faust_membership_suspended"), 0.0, "{name}");
+}
+
 /// The broker is stopped for 20 s while two apps of two nodes each (one exactly once, one at
 /// least once) are half-way through their input, then started again: both resume by
 /// themselves, and finish with nothing lost (exactly once: still exact).
@@ -188,6 +204,9 @@ fn a_node_frozen_past_its_session_timeout_writes_nothing_when_it_wakes() {
                 .contains("frozen for longer than the group's session timeout"),
             "{guarantee}: the zombie did not notice its freeze"
         );
+        for (n, node) in nodes.iter().enumerate() {
+            settles(node, &format!("{guarantee} node {n}"));
+        }
         for (n, node) in nodes.iter_mut().enumerate() {
             node.terminate_cleanly(&format!("{guarantee} node {n}"), Duration::from_secs(60));
         }
@@ -232,6 +251,15 @@ fn exactly_once_survives_a_burst_of_kills_with_restarts() {
         }
     });
     app.wait_all_committed(Duration::from_secs(240));
+    for (n, node) in nodes.iter().enumerate() {
+        settles(node, &format!("node {n}"));
+        // Each restarted node fenced its earlier self and committed on its own.
+        let committed = node.metric("faust_transactions_total{result=\"committed\"}");
+        assert!(
+            committed > 0.0,
+            "node {n} committed nothing after its restart"
+        );
+    }
     for (n, node) in nodes.iter_mut().enumerate() {
         node.terminate_cleanly(&format!("node {n}"), Duration::from_secs(60));
     }
@@ -272,6 +300,9 @@ fn partitions_given_back_to_the_same_node_resume() {
             }
         });
         app.wait_all_committed(Duration::from_secs(180));
+        settles(&first, &format!("{guarantee} node 0"));
+        let revoked = first.metric("faust_rebalances_total{kind=\"revoke\"}");
+        assert!(revoked >= 2.0, "{guarantee}: {revoked} revocations");
         first.terminate_cleanly(&format!("{guarantee} node 0"), Duration::from_secs(60));
         app.assert_outcome();
     }
