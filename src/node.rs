@@ -338,6 +338,13 @@ impl App {
     }
 }
 
+/// Resolves once `flag` (a 0/1 gauge the runtime raises on a fatal failure) is set.
+async fn raised(flag: prometheus::IntGauge) {
+    while flag.get() == 0 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// How often the node checks that its topics keep their partition counts.
 const COUNTS_EVERY: Duration = Duration::from_secs(5);
 
@@ -544,23 +551,9 @@ async fn node_main(
         bootstrap: bootstrap.clone(),
     });
 
-    let store_failed = {
-        let m = metrics.clone();
-        async move {
-            while m.store_failed.get() == 0 {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
+    let store_failed = raised(metrics.store_failed.clone());
     let counts_changed = topics::watch_counts(producer.clone(), needed, COUNTS_EVERY);
-    let given_up = {
-        let m = metrics.clone();
-        async move {
-            while m.producer_given_up.get() == 0 {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
+    let given_up = raised(metrics.producer_given_up.clone());
     let transactional_id = format!("{}-{}", config.app.id, store.node_id().unwrap_or_default());
     let fatal = tokio::select! {
         () = shutdown => None,

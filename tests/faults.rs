@@ -253,25 +253,34 @@ fn an_output_the_sink_refuses_for_its_timestamp_goes_to_the_policy_once() {
     assert_every_input_emitted_but(&kafka, b"/future");
 }
 
+/// A page view whose output its sink refuses, among 600 others, run under `guarantee`: the
+/// page-view agent emits {url, count}, so a 100 kB URL makes a 100 kB output, which the sink
+/// (`max.message.bytes` 64 KiB) refuses, and with it the produce batch it is in. Returns the
+/// run, the true counts, the huge view's URL and bytes, and the group.
+fn too_large_run(
+    kafka: &Kafka,
+    guarantee: Guarantee,
+) -> (Run, HashMap<String, u64>, String, Vec<u8>, String) {
+    kafka.set_topic_config(&kafka.out, &[("max.message.bytes", "65536")]);
+    let url = format!("/{}", "u".repeat(100_000));
+    let huge = view(&url, 1);
+    let truth = around(kafka, 300, || {
+        kafka.produce([(url.as_str(), huge.as_slice())].into_iter())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("too-large");
+    let mut cfg = kafka.config(&dir.path().join("store"), &group);
+    cfg.processing.guarantee = guarantee;
+    (run(kafka, cfg), truth, url, huge, group)
+}
+
 #[test]
 fn an_output_too_large_for_its_sink_sends_its_source_to_the_policy_and_spares_its_batch() {
     logs();
     let Some(kafka) = Kafka::real("too-large") else {
         return;
     };
-    // The page-view agent emits {url, count}: a 100 kB URL makes a 100 kB output, which the
-    // sink refuses, and with it the produce batch it is in.
-    kafka.set_topic_config(&kafka.out, &[("max.message.bytes", "65536")]);
-    let url = format!("/{}", "u".repeat(100_000));
-    let huge = view(&url, 1);
-    let truth = around(&kafka, 300, || {
-        kafka.produce([(url.as_str(), huge.as_slice())].into_iter())
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let group = unique("too-large");
-    let cfg = kafka.config(&dir.path().join("store"), &group);
-
-    let run = run(&kafka, cfg);
+    let (run, truth, url, huge, group) = too_large_run(&kafka, Guarantee::AtLeastOnce);
 
     assert_eq!(
         run.table, truth,
@@ -301,18 +310,7 @@ fn exactly_once_an_output_too_large_for_its_sink_aborts_and_sends_its_source_to_
     let Some(kafka) = Kafka::real("too-large-eos") else {
         return;
     };
-    kafka.set_topic_config(&kafka.out, &[("max.message.bytes", "65536")]);
-    let url = format!("/{}", "u".repeat(100_000));
-    let huge = view(&url, 1);
-    let truth = around(&kafka, 300, || {
-        kafka.produce([(url.as_str(), huge.as_slice())].into_iter())
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let group = unique("too-large-eos");
-    let mut cfg = kafka.config(&dir.path().join("store"), &group);
-    cfg.processing.guarantee = Guarantee::ExactlyOnce;
-
-    let run = run(&kafka, cfg);
+    let (run, truth, url, huge, group) = too_large_run(&kafka, Guarantee::ExactlyOnce);
 
     assert_eq!(run.table, truth, "its neighbours counted once, it not");
     let settled = run.invalid.get("output_too_large").copied().unwrap_or(0);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{http_get, logs, unique, wait_for, Kafka};
+use common::{http_get, logs, sample, unique, wait_for, Kafka};
 use faust::demo::PageView;
 use faust::{Agent, AgentError, App, Event};
 
@@ -43,12 +43,6 @@ impl Agent for Stuck {
         }
         Ok(())
     }
-}
-
-/// The value of one sample on a Prometheus page (`None`: absent).
-fn sample(page: &str, name: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
 }
 
 #[test]

@@ -9,17 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::bench::{BenchApp, BenchNode};
 use common::broker::OwnBroker;
-use common::wait_for;
-
-fn real_kafka(test: &str) -> bool {
-    let real = std::env::var("FAUST_TEST_BROKER").is_ok_and(|b| !b.is_empty());
-    if !real {
-        eprintln!(
-            "skipped: `{test}` needs real Kafka (set FAUST_TEST_BROKER, as scripts/test does)"
-        );
-    }
-    real
-}
+use common::{real_broker, wait_for};
 
 /// The status line of `GET /healthz` (`None`: no answer).
 fn health(node: &BenchNode) -> Option<String> {
@@ -48,7 +38,7 @@ fn settles(node: &BenchNode, name: &str) {
 /// themselves, and finish with nothing lost (exactly once: still exact).
 #[test]
 fn a_broker_stopped_for_20_s_mid_stream_loses_nothing() {
-    if !real_kafka("broker_outage") {
+    if real_broker("broker_outage").is_none() {
         return;
     }
     let broker = OwnBroker::start();
@@ -139,11 +129,6 @@ fn a_broker_stopped_for_20_s_mid_stream_loses_nothing() {
     }
 }
 
-/// The shared broker of `scripts/test`, if any.
-fn shared_broker(test: &str) -> Option<String> {
-    real_kafka(test).then(|| std::env::var("FAUST_TEST_BROKER").unwrap())
-}
-
 /// How many times `node` (in all its lives) logged a partition start.
 fn started_partitions(node: &BenchNode) -> usize {
     node.log().matches("partition started").count()
@@ -166,7 +151,7 @@ fn feeding(app: &mut BenchApp, records: u64, rate: u64, faults: impl FnOnce(&Ben
 /// truth), nothing is lost, both nodes stop cleanly.
 #[test]
 fn a_node_frozen_past_its_session_timeout_writes_nothing_when_it_wakes() {
-    let Some(broker) = shared_broker("zombie") else {
+    let Some(broker) = real_broker("zombie") else {
         return;
     };
     for guarantee in ["exactly_once", "at_least_once"] {
@@ -225,7 +210,7 @@ fn a_node_frozen_past_its_session_timeout_writes_nothing_when_it_wakes() {
 /// outputs and the table are still exact.
 #[test]
 fn exactly_once_survives_a_burst_of_kills_with_restarts() {
-    let Some(broker) = shared_broker("kill_burst") else {
+    let Some(broker) = real_broker("kill_burst") else {
         return;
     };
     let mut app = BenchApp::new(&broker, "burst", "a", "exactly_once");
@@ -272,7 +257,7 @@ fn exactly_once_survives_a_burst_of_kills_with_restarts() {
 /// result is exact.
 #[test]
 fn partitions_given_back_to_the_same_node_resume() {
-    let Some(broker) = shared_broker("given_back") else {
+    let Some(broker) = real_broker("given_back") else {
         return;
     };
     for guarantee in ["exactly_once", "at_least_once"] {
@@ -351,7 +336,7 @@ impl Drop for SmallDisk {
 /// space is freed the restarted node finishes the input with no count below the truth.
 #[test]
 fn a_full_disk_stops_the_node_with_a_clear_error_and_a_restart_resumes() {
-    let Some(broker) = shared_broker("full_disk") else {
+    let Some(broker) = real_broker("full_disk") else {
         return;
     };
     let Some(disk) = SmallDisk::mount("48m") else {
@@ -407,7 +392,7 @@ fn a_full_disk_stops_the_node_with_a_clear_error_and_a_restart_resumes() {
 /// goes on alone, and the outputs and the table are exact.
 #[test]
 fn a_live_duplicate_fences_the_producer_and_one_of_the_two_stops() {
-    let Some(broker) = shared_broker("duplicate") else {
+    let Some(broker) = real_broker("duplicate") else {
         return;
     };
     let mut app = BenchApp::new(&broker, "duplicate", "a", "exactly_once");

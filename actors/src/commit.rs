@@ -168,7 +168,9 @@ async fn retry_store(
     op: impl Fn() -> sled::Result<()> + Send + Sync + Clone + 'static,
 ) -> Result<(), Step> {
     let mut wait = std::time::Duration::from_millis(100);
-    for attempt in 1.. {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         let op = op.clone();
         match tokio::task::spawn_blocking(op).await {
             Ok(Ok(())) => return Ok(()),
@@ -184,5 +186,4 @@ async fn retry_store(
         actix::clock::sleep(wait).await;
         wait = (wait * 2).min(d.backoff_max);
     }
-    unreachable!("the loop returns")
 }

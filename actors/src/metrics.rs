@@ -126,25 +126,27 @@ impl Metrics {
                 m
             }};
         }
-        let commits_total = IntCounter::new("faust_commits_total", "Offset commits sent to Kafka")
-            .map_err(|source| Error::Metrics { source })?;
-        reg(Box::new(commits_total.clone()))?;
-        let commit_failures_total = IntCounter::new(
+        let commits_total = metric!(
+            IntCounter,
+            "faust_commits_total",
+            "Offset commits sent to Kafka"
+        );
+        let commit_failures_total = metric!(
+            IntCounter,
             "faust_commit_failures_total",
-            "Commit cycles that failed and will be retried",
-        )
-        .map_err(|source| Error::Metrics { source })?;
-        reg(Box::new(commit_failures_total.clone()))?;
-        let broker_up = IntGauge::new(
+            "Commit cycles that failed and will be retried"
+        );
+        let broker_up = metric!(
+            IntGauge,
             "faust_broker_up",
-            "1 while the node reaches a broker, 0 after all brokers went down",
-        )
-        .map_err(|source| Error::Metrics { source })?;
+            "1 while the node reaches a broker, 0 after all brokers went down"
+        );
         broker_up.set(1);
-        reg(Box::new(broker_up.clone()))?;
-        let consumer_up = Gauge::new("faust_consumer_up", "1 while the consumer serves its group")
-            .map_err(|source| Error::Metrics { source })?;
-        reg(Box::new(consumer_up.clone()))?;
+        let consumer_up = metric!(
+            Gauge,
+            "faust_consumer_up",
+            "1 while the consumer serves its group"
+        );
         let recovery_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "faust_recovery_seconds",
@@ -167,24 +169,21 @@ impl Metrics {
         )
         .map_err(|source| Error::Metrics { source })?;
         reg(Box::new(transaction_seconds.clone()))?;
-        let recovery_records_total = IntCounter::new(
+        let recovery_records_total = metric!(
+            IntCounter,
             "faust_recovery_records_total",
-            "Changelog records applied while restoring",
-        )
-        .map_err(|source| Error::Metrics { source })?;
-        reg(Box::new(recovery_records_total.clone()))?;
-        let standby_promotions_total = IntCounter::new(
+            "Changelog records applied while restoring"
+        );
+        let standby_promotions_total = metric!(
+            IntCounter,
             "faust_standby_promotions_total",
-            "Partitions promoted from a standby on this node",
-        )
-        .map_err(|source| Error::Metrics { source })?;
-        reg(Box::new(standby_promotions_total.clone()))?;
-        let standby_records_total = IntCounter::new(
+            "Partitions promoted from a standby on this node"
+        );
+        let standby_records_total = metric!(
+            IntCounter,
             "faust_standby_records_total",
-            "Changelog records applied by standbys",
-        )
-        .map_err(|source| Error::Metrics { source })?;
-        reg(Box::new(standby_records_total.clone()))?;
+            "Changelog records applied by standbys"
+        );
         Ok(Metrics {
             events_total: vec_metric!(
                 IntCounterVec,

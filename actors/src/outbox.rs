@@ -313,13 +313,7 @@ impl Outbox {
         };
         self.check_lease()?;
         for out in std::mem::take(&mut self.staged) {
-            let delivery = match enqueue(&producer, record(&out)).await {
-                Ok(delivery) => delivery,
-                Err(e) => {
-                    self.doom();
-                    return Err(e);
-                }
-            };
+            let delivery = self.enqueue(&producer, &out).await?;
             self.pending.push(Pending {
                 source,
                 topic: out.topic,
@@ -327,6 +321,15 @@ impl Outbox {
             });
         }
         Ok(())
+    }
+
+    /// Hands `out` to the producer; a failure dooms the open transaction (exactly once).
+    async fn enqueue(&self, producer: &FutureProducer, out: &Output) -> Result<DeliveryFuture> {
+        let sent = enqueue(producer, record(out)).await;
+        if sent.is_err() {
+            self.doom();
+        }
+        sent
     }
 
     /// Sends one record at once, outside any event (a dead letter), and returns its delivery.
@@ -344,11 +347,7 @@ impl Outbox {
         let producer = self.producer.clone().ok_or_else(|| no_producer(topic))?;
         self.check_lease()?;
         let out = Output::copied(topic, to, key, value, headers);
-        let sent = enqueue(&producer, record(&out)).await;
-        if sent.is_err() {
-            self.doom();
-        }
-        sent
+        self.enqueue(&producer, &out).await
     }
 }
 

@@ -430,11 +430,16 @@ impl Coordinator {
                     "the transactional producer failed for good: every partition stops and \
                     drops its uncommitted work; a new producer is being built"
                 );
-                for running in act.partitions.values() {
-                    running.addr.do_send(Abandon(PRODUCER_FAILED));
-                }
+                act.abandon_all();
             }
         }));
+    }
+
+    /// Every partition drops its uncommitted work and stops (restarted with the next producer).
+    fn abandon_all(&self) {
+        for running in self.partitions.values() {
+            running.addr.do_send(Abandon(PRODUCER_FAILED));
+        }
     }
 
     /// While the producer is broken, builds a new one (one attempt at a time, with back-off
@@ -470,9 +475,7 @@ impl Coordinator {
                     act.broken = false;
                     act.rebuild_failures = 0;
                     // Partitions assigned meanwhile hold the old producer: they restart too.
-                    for running in act.partitions.values() {
-                        running.addr.do_send(Abandon(PRODUCER_FAILED));
-                    }
+                    act.abandon_all();
                     act.rebuild_after = None;
                 }
                 failed => {

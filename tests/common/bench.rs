@@ -156,7 +156,7 @@ impl BenchApp {
     /// Writes `records` page views into the (existing) input topic and the true counts.
     pub fn preload(&mut self, records: u64) {
         self.feed(records, 0);
-        self.total = records as i64 + 4;
+        self.fed();
     }
 
     /// [`BenchApp::preload`] at `rate` records per second (0: at once), from `&self`, for a
@@ -350,7 +350,5 @@ impl BenchNode {
 
 /// The value of the sample `name` (with its labels) on a Prometheus page; 0 when absent.
 pub fn metric(page: &str, name: &str) -> f64 {
-    page.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    super::sample(page, name).unwrap_or(0.0)
 }

@@ -98,13 +98,7 @@ impl Kafka {
 
     /// A real broker only: `None` (the test is skipped, and says so) when none is given.
     pub fn real(test: &str) -> Option<Self> {
-        match std::env::var("FAUST_TEST_BROKER") {
-            Ok(b) if !b.is_empty() => Some(Self::new(test)),
-            _ => {
-                eprintln!("skipped: `{test}` needs real Kafka (set FAUST_TEST_BROKER, as scripts/test does)");
-                None
-            }
-        }
+        real_broker(test).map(|_| Self::new(test))
     }
 
     pub fn is_real(&self) -> bool {
@@ -470,6 +464,26 @@ impl Read {
         let (_, v) = self.headers.iter().rev().find(|(k, _)| k == name)?;
         Some(String::from_utf8_lossy(v.as_deref()?).into_owned())
     }
+}
+
+/// The real broker `FAUST_TEST_BROKER` names; `None` (the test is skipped, and says so) when
+/// none is given.
+pub fn real_broker(test: &str) -> Option<String> {
+    match std::env::var("FAUST_TEST_BROKER") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ => {
+            eprintln!(
+                "skipped: `{test}` needs real Kafka (set FAUST_TEST_BROKER, as scripts/test does)"
+            );
+            None
+        }
+    }
+}
+
+/// The value of the sample `name` (with its labels) on a Prometheus page, if present.
+pub fn sample(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
 }
 
 /// The offsets `group` committed on `topic`, per partition.
