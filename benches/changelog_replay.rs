@@ -13,7 +13,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faust_actors::changelog::{changelog_topic, Restore};
+use faust_actors::io::changelog::Restore;
+use faust_actors::names::changelog_topic;
 use faust_actors::Metrics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use faust::generator::{PageView, PageViewSource};
-use faust_actors::hot_path::CountShard;
-use faust_actors::record::Record;
+use faust_actors::state::hot_path::CountShard;
 use faust_actors::Codec;
+use faust_actors::Record;
 
 fn views(n: usize) -> Vec<PageView> {
     let mut source = PageViewSource::new(42, 10_000, 100_000);

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use crate::app::App;
 use crate::config::{Config, ConfigErrors, LogConfig, LogFormat};
-use crate::node::App;
 use crate::send::{send, SendArgs};
 
 #[derive(Debug, Parser)]
@@ -45,6 +45,23 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+}
+
+impl App {
+    /// Parses the command line (`worker --config FILE`, `validate --config FILE`) and runs it.
+    pub fn main(self) -> std::process::ExitCode {
+        main(self, std::env::args_os())
+    }
+
+    /// As [`App::main`] with the given arguments (the first is the program name): for a node
+    /// started from inside another program, such as a test harness.
+    pub fn main_from<I, T>(self, args: I) -> std::process::ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        main(self, args)
+    }
 }
 
 /// Exit code for a configuration that does not validate.

@@ -7,7 +7,8 @@ use rdkafka::producer::{FutureProducer, Producer};
 
 use std::time::Duration;
 
-use faust_actors::{Metrics, Transactions};
+use faust_actors::runtime::transaction::Transactions;
+use faust_actors::Metrics;
 
 use crate::config::{Config, Guarantee};
 use crate::error::Error;
@@ -155,13 +156,13 @@ pub(crate) async fn open_transactions(
     Ok(transactions)
 }
 
-/// While librdkafka reports every broker down (`faust_broker_up` = 0), asks for metadata every
-/// 2 s and sets the gauge back to 1 when a broker answers.
+/// While librdkafka reports every broker down, asks for metadata every 2 s and marks the broker
+/// up again (`faust_broker_up`) when one answers.
 pub(crate) async fn watch_broker(producer: FutureProducer, metrics: Metrics) {
     const EVERY: Duration = Duration::from_secs(2);
     loop {
         actix::clock::sleep(EVERY).await;
-        if metrics.broker_up.get() >= 1 {
+        if metrics.status().broker_up() {
             continue;
         }
         let p = producer.clone();
@@ -170,7 +171,7 @@ pub(crate) async fn watch_broker(producer: FutureProducer, metrics: Metrics) {
                 .await;
         if matches!(answered, Ok(true)) {
             tracing::info!("a broker answers again; resuming");
-            metrics.broker_up.set(1);
+            metrics.status().set_broker_up(true);
         }
     }
 }

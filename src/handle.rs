@@ -1,11 +1,36 @@
-//! [`NodeHandle`]: a node running on a thread of its own, for tests and embedding programs.
+//! What a started node gives back: [`NodeInfo`] once it is ready, [`NodeReport`] when it stops,
+//! and [`NodeHandle`], a node running on a thread of its own (for tests and embedding programs).
 
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use faust_actors::Metrics;
+
 use crate::error::Error;
-use crate::node::{NodeInfo, NodeReport};
+
+/// What a started node tells whoever started it.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// Where `/metrics` and `/healthz` are served, if the web server is enabled.
+    pub web_addr: Option<SocketAddr>,
+    /// The node's metrics (the same registry `/metrics` shows).
+    pub metrics: Metrics,
+    /// The Kafka cluster id the node is connected to.
+    pub cluster_id: String,
+    /// The bootstrap list in use (the embedded broker's address when embedded).
+    pub bootstrap: String,
+}
+
+/// What a node did, reported when it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeReport {
+    /// Events finished by agents.
+    pub events: u64,
+    /// Offset commits that reached Kafka.
+    pub commits: u64,
+}
 
 /// A node running on its own thread. Dropping the handle stops the node too.
 #[derive(Debug)]

@@ -5,30 +5,35 @@
 //! nodes. Kafka is the distributed engine: membership, partitioning and durability ride on
 //! consumer groups, partitions and committed offsets.
 //!
-//! Module map:
-//! - [`node`]: [`App`] (an app's agents) and running it as a node: start-up, shutdown,
-//!   [`NodeHandle`] for tests and embedding.
+//! Module map, in the order a node starts:
+//! - [`app`]: [`App`], an app's agents and timers, registered in code.
 //! - [`config`]: typed configuration from defaults, a TOML file and `FAUST__*` variables, with
 //!   every error reported at once.
+//! - `topology`: the app compiled once from its agents and config: agents as configured,
+//!   every topic to find or create, tables and changelogs per source topic, global tables,
+//!   standby plan, codecs, the leader's partition. Every check of the app against its config.
 //! - `cli`: the `worker` / `validate` / `send` command line that [`App::main`] runs.
+//! - [`node`]: running an app: its subsystems (broker, store, web, runtime, services) started
+//!   in order and stopped in reverse.
+//! - `handle`: [`NodeInfo`], [`NodeReport`] and [`NodeHandle`], a node on a thread of its own.
 //! - `clients`: librdkafka settings of the node's clients; reaching the broker at start-up.
-//! - `handle`: [`NodeHandle`], a node on a thread of its own.
-//! - [`send`]: `faust-node send`, one record produced by hand.
-//! - [`timer`]: periodic tasks (every interval or cron), optionally on the leader only.
-//! - `topics`: creating missing topics, checking partition counts.
-//! - `standbys`: which partitions this node keeps standby copies of.
+//! - `topics`: finding and creating the topics the topology needs, checking partition counts.
+//! - `standbys`: joining the members topic when tables want standby replicas.
 //! - `web`: `/metrics` (Prometheus), `/healthz` and `/readyz`.
+//! - [`timer`]: periodic tasks (every interval or cron), optionally on the leader only.
+//! - [`send`]: `faust-node send`, one record produced by hand.
 //! - [`embedded`]: the in-process broker used when `broker.bootstrap = "embedded"`.
-//! - [`generator`]: synthetic page views for demos and benchmarks.
-//! - [`demo`]: the page-view counting agent that `faust-node` runs, and its windowed twin.
+//! - [`generator`] and `demo`: synthetic page views, and the agents `faust-node` runs on them.
 //! - [`error`]: this crate's error type.
 //!
 //! The runtime itself (actors, tables, store, codecs) is the `faust-actors` crate, whose
 //! user-facing types are re-exported here.
 
+pub mod app;
 mod cli;
 mod clients;
 pub mod config;
+#[doc(hidden)]
 pub mod demo;
 pub mod embedded;
 pub mod error;
@@ -39,8 +44,10 @@ pub mod send;
 mod standbys;
 pub mod timer;
 mod topics;
+mod topology;
 mod web;
 
+pub use app::App;
 pub use cli::init_logging;
 pub use config::Config;
 pub use error::Error;
@@ -50,7 +57,7 @@ pub use faust_actors::{
     Metrics, OnError, Record, SendOptions, Store, SystemClock, Table, TableSpec, TableView, Window,
     WindowKind, WindowResult, WindowView, WindowedTable, SOURCE_HEADER,
 };
-pub use node::{App, NodeHandle, NodeInfo, NodeReport};
+pub use handle::{NodeHandle, NodeInfo, NodeReport};
 pub use timer::{Timer, TimerContext};
 
 /// The README's code blocks, compiled as doctests so the documented example keeps working.

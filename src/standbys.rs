@@ -1,40 +1,25 @@
-//! Which partitions this node keeps standby copies of: the plan the coordinator follows.
+//! Standby replicas: when the topology wants them, this node joins the members topic (its
+//! heartbeat and view of who holds what), and the coordinator follows the resulting plan.
 
 use std::time::Duration;
 
-use faust_actors::{AgentRef, Membership, StandbyPlan};
+use faust_actors::io::members::Membership;
+use faust_actors::runtime::coordinator::StandbyPlan;
 use rdkafka::config::ClientConfig;
 
-use crate::config::Config;
 use crate::error::Error;
+use crate::topology::Topology;
 
-/// The standby plan: every partition of a source topic with tables, the most replicas any of
-/// its tables asks for, and this node's membership (`None` when no table wants standbys).
+/// The standby plan of `topology`, with this node's membership started (`None` when no table
+/// wants standbys).
 pub(crate) fn standby_plan(
-    config: &Config,
-    agents: &[AgentRef],
+    topology: &Topology,
     client: &ClientConfig,
 ) -> Result<Option<StandbyPlan>, Error> {
-    let mut parts = Vec::new();
-    let mut replicas = 0;
-    for agent in agents {
-        for table in agent.tables() {
-            let wanted = config
-                .tables
-                .get(&*table.name)
-                .map_or(1, |t| t.standby_replicas) as usize;
-            replicas = replicas.max(wanted);
-            for topic in agent.topics() {
-                let n = config.topics.get(&topic).map_or(0, |t| t.partitions);
-                parts.extend((0..n).map(|p| (topic.clone(), p)));
-            }
-        }
-    }
-    parts.sort();
-    parts.dedup();
-    if replicas == 0 || parts.is_empty() {
+    let Some((replicas, parts)) = topology.standbys.clone() else {
         return Ok(None);
-    }
+    };
+    let config = &topology.config;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());

@@ -1,4 +1,4 @@
-//! Topics a node needs: every topic under `[topics]` must exist with its configured partition
+//! Topics a node needs (listed by [`crate::topology`]): each must exist with its partition
 //! count. Missing ones are created with the admin API; an existing topic with another count is
 //! a start-up error naming both, found before any record is read (not at the first rebalance).
 
@@ -10,11 +10,6 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
 
-use faust_actors::changelog::changelog_topic;
-use faust_actors::members::members_topic;
-use faust_actors::{AgentRef, OnError};
-
-use crate::config::Config;
 use crate::error::Error;
 
 /// Partition counts of the broker's topics, by name.
@@ -30,104 +25,6 @@ pub(crate) struct Needed {
     pub(crate) compact: bool,
     /// Where the partition count comes from, for errors.
     pub(crate) why: String,
-}
-
-/// Every topic the node needs: those under `[topics]`, a changelog per table (with the
-/// partition count of the table's source topic), a close topic per windowed table that names
-/// one, a dead-letter topic per agent whose policy is `dead-letter`, and each agent's sinks
-/// not listed under `[topics]` (with the agent's largest source's partition count): a sink that
-/// does not exist would otherwise hold every emitted record until librdkafka gives up on it.
-pub(crate) fn needed(app_id: &str, config: &Config, agents: &[AgentRef]) -> Vec<Needed> {
-    let mut out: Vec<Needed> = config
-        .topics
-        .iter()
-        .map(|(name, t)| Needed {
-            name: name.clone(),
-            partitions: t.partitions,
-            replication: t.replication,
-            compact: false,
-            why: format!("in [topics.{name}]"),
-        })
-        .collect();
-    if agents.iter().any(|a| !a.tables().is_empty()) {
-        out.push(Needed {
-            name: members_topic(app_id),
-            partitions: 1,
-            replication: None,
-            compact: true,
-            why: "(the members topic has one partition)".into(),
-        });
-    }
-    for agent in agents {
-        let sources = agent.topics();
-        let most = sources
-            .iter()
-            .filter_map(|t| config.topics.get(t))
-            .max_by_key(|t| t.partitions);
-        let dlq = &agent.policy().dead_letter_topic;
-        if let Some(t) = most.filter(|_| agent.policy().on_error == OnError::DeadLetter) {
-            if !config.topics.contains_key(dlq) {
-                out.push(Needed {
-                    name: dlq.clone(),
-                    partitions: t.partitions,
-                    replication: t.replication,
-                    compact: false,
-                    why: format!(
-                        "like the largest source topic of agent `{}`, whose dead letters it holds",
-                        agent.name()
-                    ),
-                });
-            }
-        }
-        if let Some(t) = most {
-            for sink in agent.sinks() {
-                if config.topics.contains_key(sink) || out.iter().any(|n| &n.name == sink) {
-                    continue;
-                }
-                out.push(Needed {
-                    name: sink.clone(),
-                    partitions: t.partitions,
-                    replication: t.replication,
-                    compact: false,
-                    why: format!(
-                        "like the largest source topic of agent `{}`, which emits to it",
-                        agent.name()
-                    ),
-                });
-            }
-        }
-        let Some(source) = agent.topics().into_iter().next() else {
-            continue;
-        };
-        let Some(t) = config.topics.get(&source) else {
-            continue;
-        };
-        for table in agent.tables() {
-            let closes = table.close_topic.as_deref();
-            if let Some(close) = closes.filter(|c| !config.topics.contains_key(*c)) {
-                out.push(Needed {
-                    name: close.to_owned(),
-                    partitions: t.partitions,
-                    replication: t.replication,
-                    compact: false,
-                    why: format!(
-                        "like `{source}`, whose windowed table `{}` closes windows to it",
-                        table.name
-                    ),
-                });
-            }
-            out.push(Needed {
-                name: changelog_topic(app_id, &table.name),
-                partitions: t.partitions,
-                replication: t.replication,
-                compact: true,
-                why: format!(
-                    "like its source topic `{source}` (a changelog is co-partitioned with it)"
-                ),
-            });
-        }
-    }
-    out
 }
 
 /// Errors on the first needed topic whose partition count differs from `existing`.

@@ -1,12 +1,13 @@
 //! The node's HTTP server (actix-web, on the node's actix runtime): `GET /metrics` in the
-//! Prometheus text format, `GET /healthz` and `GET /readyz`.
+//! Prometheus text format, `GET /healthz` and `GET /readyz` (both read the node's typed
+//! [`Status`](faust_actors::metrics::status::Status), not the gauges that report it).
 
 use std::net::SocketAddr;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, HttpResponse, HttpServer};
+use faust_actors::metrics::status::Fatal;
 use faust_actors::Metrics;
-use prometheus::core::Collector;
 
 use crate::error::Error;
 
@@ -18,27 +19,6 @@ async fn metrics(m: web::Data<Metrics>) -> HttpResponse {
 
 /// The store's directory, for `/healthz`.
 struct Store(std::path::PathBuf);
-
-/// `topic[partition]` of every series of `gauge` at 1 or more.
-fn flagged(gauge: &prometheus::IntGaugeVec) -> Vec<String> {
-    gauge
-        .collect()
-        .iter()
-        .flat_map(|family| family.get_metric())
-        .filter(|metric| metric.get_gauge().get_value() >= 1.0)
-        .map(|metric| {
-            let label = |name: &str| {
-                metric
-                    .get_label()
-                    .iter()
-                    .find(|l| l.name() == name)
-                    .map_or("", |l| l.value())
-                    .to_owned()
-            };
-            format!("{}[{}]", label("topic"), label("partition"))
-        })
-        .collect()
-}
 
 fn answer(ok: bool, body: serde_json::Value) -> HttpResponse {
     if ok {
@@ -54,14 +34,12 @@ fn answer(ok: bool, body: serde_json::Value) -> HttpResponse {
 /// waiting, offset not moving for `processing.stall_intervals` commit intervals); 503
 /// otherwise. The body says which.
 async fn healthz(m: web::Data<Metrics>, path: web::Data<Store>) -> HttpResponse {
-    let up = m.consumer_up.get() >= 1.0;
-    let broker = m.broker_up.get() >= 1;
-    let producer = m.producer_broken.get() == 0;
-    let active = m.assigned_partitions.with_label_values(&["active"]).get();
-    let halted = flagged(&m.partition_halted);
-    let stalled = flagged(&m.partition_stalled);
-    let member = m.membership_suspended.get() == 0;
-    let store = m.store_failed.get() == 0;
+    let s = m.status();
+    let (up, broker, producer) = (s.consumer_up(), s.broker_up(), !s.producer_broken());
+    let active = s.active();
+    let (halted, stalled) = (s.halted(), s.stalled());
+    let member = !s.suspended();
+    let store = s.fatal() != Some(Fatal::StoreFailed);
     let ok = up && broker && producer && member && store && halted.is_empty() && stalled.is_empty();
     answer(
         ok,
@@ -83,10 +61,9 @@ async fn healthz(m: web::Data<Metrics>, path: web::Data<Store>) -> HttpResponse 
 /// is restored and consuming; 503 while any is restoring or joining (or the node is
 /// unhealthy for one of those reasons). For load balancers and rolling restarts.
 async fn readyz(m: web::Data<Metrics>) -> HttpResponse {
-    let up = m.consumer_up.get() >= 1.0;
-    let broker = m.broker_up.get() >= 1;
-    let producer = m.producer_broken.get() == 0;
-    let not_ready = m.partitions_not_ready.get();
+    let s = m.status();
+    let (up, broker, producer) = (s.consumer_up(), s.broker_up(), !s.producer_broken());
+    let not_ready = s.not_ready();
     let ok = up && broker && producer && not_ready == 0;
     answer(
         ok,

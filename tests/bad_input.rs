@@ -170,7 +170,7 @@ fn dead_letter_sends_each_bad_record_unchanged_with_its_error_and_loses_no_good_
         });
         s
     };
-    let dlq = faust_actors::policy::dead_letter_topic(&group, "picky");
+    let dlq = faust_actors::names::dead_letter_topic(&group, "picky");
     kafka.read_to_end(&dlq, |m| {
         let headers: Vec<faust::Header> = m
             .headers()
@@ -239,7 +239,7 @@ fn skip_counts_and_moves_on_without_dead_letters() {
     assert_eq!(stored(&store), truth(&kafka, |_, _| true));
     if !kafka.is_real() {
         // The mock cluster has the topic (made by the test); nothing went to it.
-        let dlq = faust_actors::policy::dead_letter_topic(&group, "picky");
+        let dlq = faust_actors::names::dead_letter_topic(&group, "picky");
         assert_eq!(kafka.ends(&dlq).values().sum::<i64>(), 0);
     }
 }

@@ -14,9 +14,8 @@ use common::{http_get, logs, unique, wait_for, Kafka, Read};
 use faust::config::{Config, Guarantee};
 use faust::demo::{page_counts, PageView, PageViews};
 use faust::{Agent, AgentError, App, Event, Store};
-use faust_actors::policy::{
-    dead_letter_topic, ORIGINAL_SIZE_HEADER, REASON_HEADER, SOURCE_TIMESTAMP_HEADER,
-};
+use faust_actors::api::policy::{ORIGINAL_SIZE_HEADER, REASON_HEADER, SOURCE_TIMESTAMP_HEADER};
+use faust_actors::names::dead_letter_topic;
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -11,8 +11,8 @@ use common::{logs, wait_for, Kafka};
 use faust::demo::PageView;
 use faust::generator::PageViewSource;
 use faust::{Agent, AgentError, App, Batch, BatchAgent, Codec, Event, Store, Table, TableSpec};
-use faust_actors::changelog::changelog_topic;
-use faust_actors::repartition::repartition_topic;
+use faust_actors::names::changelog_topic;
+use faust_actors::names::repartition_topic;
 use rdkafka::message::Message;
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -182,10 +182,7 @@ fn kill_half_way(
         .iter()
         .map(|i| nodes.sum(*i, "faust_standby_promotions_total") as u64)
         .sum();
-    let changelog = kafka.ends(&faust_actors::changelog::changelog_topic(
-        group,
-        "page_counts",
-    ));
+    let changelog = kafka.ends(&faust_actors::names::changelog_topic(group, "page_counts"));
     let killed_records: i64 = killed.iter().map(|p| changelog[p]).sum();
     for i in survivors {
         assert_eq!(nodes.terminate(i, Duration::from_secs(30)).code(), Some(0));
@@ -336,10 +333,7 @@ fn every_node_holds_the_whole_global_table() {
         kafka.committed(&group).values().sum::<i64>() == 2_000
     });
     let changelog: i64 = kafka
-        .ends(&faust_actors::changelog::changelog_topic(
-            &group,
-            "url_views",
-        ))
+        .ends(&faust_actors::names::changelog_topic(&group, "url_views"))
         .values()
         .sum();
     wait_for("both copies to reach the changelog's end", WAIT, || {

@@ -2,7 +2,7 @@
 //! target types, and to the parsers of the headers the runtime writes (dead letters, sources),
 //! must give a value or an error, never a panic.
 
-use faust_actors::policy::parse_source;
+use faust_actors::api::policy::parse_source;
 use faust_actors::{Codec, DeadLetter, Header};
 use proptest::prelude::*;
 use serde::Deserialize;

@@ -1,0 +1,14 @@
+//! # api: what a user implements
+//!
+//! Uses the layers below; the runtime uses it. **What a user implements** is here:
+//! - [`agent`]: the [`Agent`](agent::Agent) trait and the [`Event`](agent::Event) it handles.
+//! - [`batch`]: [`BatchAgent`](batch::BatchAgent), events in batches of up to n or within a time.
+//! - [`repartition`]: `group_by`, re-keying a stream through an internal topic.
+//! - [`policy`]: what happens to events that cannot be processed (skip, dead-letter, stop).
+//! - `erased`: the type erasure that lets the runtime hold any agent ([`AgentRef`](erased::AgentRef)).
+
+pub mod agent;
+pub mod batch;
+pub mod erased;
+pub mod policy;
+pub mod repartition;

@@ -1,0 +1,16 @@
+//! # model: what the runtime carries and names
+//!
+//! The lowest layer; it uses no other layer of the crate.
+//! - [`record`]: the owned record that crosses actors.
+//! - [`codec`]: JSON, MessagePack, string and raw codecs for keys and values, codecs an app
+//!   registers, and which codecs each topic uses.
+//! - [`names`]: every name the runtime writes: internal topics (changelog, dead-letter,
+//!   repartition, members) and the sled key layout.
+//! - [`fault`]: the one place that classifies a failure: transient, this record, or fatal.
+//! - [`error`]: this crate's one error type.
+
+pub mod codec;
+pub mod error;
+pub mod fault;
+pub mod names;
+pub mod record;

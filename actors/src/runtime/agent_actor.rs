@@ -1,0 +1,355 @@
+//! The agent actor: runs the user's agent over a batch of one partition's records.
+//!
+//! The partition actor lends it the partition's [`Work`] (table shards and outbox) with each
+//! batch; the agent actor hands it back with how far it got. Panics in user code are caught:
+//! the event's table writes are undone, the outcome goes back to the partition actor, and the
+//! actor stops so that its `Supervisor` restarts it (actix itself catches no panic: an uncaught
+//! one would kill the actor and lose the batch).
+
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
+
+use actix::prelude::*;
+use futures::FutureExt;
+
+use crate::api::erased::{AgentRef, Failure};
+use crate::io::outbox::{Outbox, RefusedOutput};
+use crate::metrics::Metrics;
+use crate::model::error::Error;
+use crate::model::record::Record;
+use crate::runtime::messages::Process;
+use crate::state::set::TableSet;
+
+/// The agent actor's mailbox capacity: the partition actor has one batch in flight per agent,
+/// and awaits it, so the bound is never the limit; back-pressure comes from that await.
+pub(crate) const MAILBOX_CAPACITY: usize = 4;
+
+/// The state of one partition that events change, moved between actors with each batch.
+pub(crate) struct Work {
+    pub(crate) tables: TableSet,
+    pub(crate) outbox: Outbox,
+    /// Source records whose output the broker refused for good (see `outbox`), by offset.
+    /// They are *suspects*: Kafka refuses a whole produce batch for one bad record, so a
+    /// refusal may be a neighbour's. When they come again after the rewind, each is handled
+    /// alone and its outputs are awaited at once; refused again, it goes to the agent's policy.
+    pub(crate) refused: BTreeMap<i64, RefusedOutput>,
+    /// Exactly once: suspects refused again in a transaction that could then only abort.
+    /// When they come again, in the next transaction, they go to the policy without being
+    /// handled (their outputs would doom that one too).
+    pub(crate) condemned: BTreeSet<i64>,
+}
+
+impl Work {
+    /// The partition's state: its tables and outbox, nothing refused yet.
+    pub(crate) fn new(tables: TableSet, outbox: Outbox) -> Self {
+        Work {
+            tables,
+            outbox,
+            refused: BTreeMap::new(),
+            condemned: BTreeSet::new(),
+        }
+    }
+
+    /// Exactly once: `offset`, a suspect refused again, goes to the policy when it comes
+    /// again (see the field).
+    pub(crate) fn condemn(&mut self, offset: i64) {
+        if self.refused.contains_key(&offset) {
+            self.condemned.insert(offset);
+        }
+    }
+
+    /// Why a condemned `record` goes to the policy, if it is one.
+    fn condemned(&self, record: &Record) -> Option<Failure> {
+        if !self.condemned.contains(&record.offset) {
+            return None;
+        }
+        let r = self.refused.get(&record.offset)?;
+        Some(Failure::Invalid {
+            reason: r.reason,
+            error: Error::OutputRejected {
+                offset: r.source,
+                error: r.error.clone(),
+            },
+        })
+    }
+
+    /// Records outputs refused for good: their sources are handled alone next time.
+    pub(crate) fn refuse(&mut self, refused: Vec<RefusedOutput>) {
+        for r in refused {
+            tracing::error!(partition = self.tables.partition(), offset = r.source,
+                reason = r.reason, error = %r.error,
+                "an output was refused for good: after the rewind its source record is handled \
+                 alone, and goes to the error policy if refused again");
+            self.refused.insert(r.source, r);
+        }
+    }
+
+    /// Forgets refusals of records before `next` (committed: they never come again).
+    pub(crate) fn forget_refused_before(&mut self, next: Option<i64>) {
+        if let Some(next) = next {
+            self.refused = self.refused.split_off(&next);
+            self.condemned = self.condemned.split_off(&next);
+        }
+    }
+
+    /// Why `record` cannot be handed to the agent (its bytes cannot be read), if so.
+    fn unfit(record: &Record) -> Option<Failure> {
+        let why = record.unreadable.as_ref()?;
+        Some(Failure::Invalid {
+            reason: "header",
+            error: Error::BadHeader {
+                header: "(name)".into(),
+                reason: why.clone(),
+            },
+        })
+    }
+
+    /// Whether `record`'s output was refused before (see the field).
+    fn suspect(&self, record: &Record) -> bool {
+        self.refused.contains_key(&record.offset)
+    }
+}
+
+/// An event's failure to send: for good when the output was refused (the policy decides at
+/// once), otherwise an error retried like the agent's own.
+fn output_failed(error: Error) -> Failure {
+    match error.refused_output() {
+        Some(reason) => Failure::Invalid { reason, error },
+        None => Failure::Agent(error.into()),
+    }
+}
+
+/// Awaits the deliveries of an isolated suspect's outputs (see [`Work::refused`]).
+async fn confirm_alone(outbox: &mut Outbox, from: usize) -> Result<(), (usize, Failure)> {
+    let mine = outbox.take_pending_from(from);
+    let confirmed = crate::io::outbox::confirm(mine).await;
+    if confirmed.is_err() {
+        // Exactly once, a refused record leaves the transaction able only to abort.
+        outbox.doom();
+    }
+    match confirmed {
+        Ok(()) => Ok(()),
+        Err(undelivered) => match undelivered.refused.first().cloned() {
+            Some(r) => Err((
+                0,
+                Failure::Invalid {
+                    reason: r.reason,
+                    error: Error::OutputRejected {
+                        offset: r.source,
+                        error: r.error,
+                    },
+                },
+            )),
+            None => Err((
+                0,
+                Failure::Agent(crate::api::agent::AgentError::msg(format!(
+                    "an output was not delivered: {undelivered}"
+                ))),
+            )),
+        },
+    }
+}
+
+/// Why the agent stopped before the end of the batch.
+pub(crate) enum Stopped {
+    /// The agent panicked on `records[next..next + count]` (one event, or one batch); the
+    /// actor restarts.
+    Panicked(String, usize),
+    /// The agent returned an error for `records[next..next + count]`.
+    Failed(String, usize),
+    /// `records[next]` does not decode (`reason`: key, value, null_value).
+    Invalid { reason: &'static str, error: Error },
+}
+
+/// The batch's outcome; `work` always comes back.
+pub(crate) struct Processed {
+    pub(crate) work: Work,
+    /// Index of the first record not finished (`records.len()` when all were).
+    pub(crate) next: usize,
+    pub(crate) stopped: Option<Stopped>,
+}
+
+/// Runs one agent for one partition.
+pub(crate) struct AgentActor {
+    agent: AgentRef,
+    metrics: Metrics,
+}
+
+impl AgentActor {
+    pub(crate) fn new(agent: AgentRef, metrics: Metrics) -> Self {
+        AgentActor { agent, metrics }
+    }
+}
+
+impl Actor for AgentActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+impl Supervised for AgentActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.metrics
+            .agent_restarts_total
+            .with_label_values(&[self.agent.name()])
+            .inc();
+        tracing::warn!(
+            agent = self.agent.name(),
+            "agent actor restarted after a panic"
+        );
+    }
+}
+
+impl Handler<Process> for AgentActor {
+    type Result = AtomicResponse<Self, Processed>;
+
+    fn handle(&mut self, msg: Process, _ctx: &mut Self::Context) -> Self::Result {
+        let agent = self.agent.clone();
+        AtomicResponse::new(Box::pin(run_batch(agent, msg).into_actor(self).map(
+            |out, _act, ctx| {
+                if matches!(out.stopped, Some(Stopped::Panicked(..))) {
+                    ctx.stop();
+                }
+                out
+            },
+        )))
+    }
+}
+
+async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
+    let Process {
+        records,
+        start,
+        mut work,
+    } = msg;
+    let size = agent.agent.take().map_or(1, |(n, _)| n);
+    let mut i = start;
+    while i < records.len() {
+        let mut chunk = &records[i..(i + size).min(records.len())];
+        // A record that cannot be handed over ends the chunk before it, or fails alone; a
+        // suspect ends the chunk before it, or is handled alone.
+        let mut alone = false;
+        let odd = |r: &Record| r.unreadable.is_some() || work.suspect(r);
+        if let Some(at) = chunk.iter().position(odd) {
+            if at > 0 {
+                chunk = &chunk[..at];
+            } else if let Some(Failure::Invalid { reason, error }) =
+                Work::unfit(&chunk[0]).or_else(|| work.condemned(&chunk[0]))
+            {
+                return Processed {
+                    work,
+                    next: i,
+                    stopped: Some(Stopped::Invalid { reason, error }),
+                };
+            } else {
+                chunk = &chunk[..1];
+                alone = true;
+            }
+        }
+        let source = chunk.last().map(|r| r.offset);
+        let call = async {
+            let Work { tables, outbox, .. } = &mut work;
+            let handled = match size {
+                1 => agent
+                    .agent
+                    .handle(&chunk[0], tables, outbox, &agent.sinks)
+                    .await
+                    .map_err(|f| (0, f)),
+                _ => {
+                    agent
+                        .agent
+                        .handle_chunk(chunk, tables, outbox, &agent.sinks)
+                        .await
+                }
+            };
+            // An output refused before the producer fails the event for good, whatever the
+            // agent made of the error.
+            if let Some(error) = outbox.take_refusal() {
+                return Err((0, output_failed(error)));
+            }
+            handled?;
+            // Windows this event's time closed are part of the event (and roll back with it).
+            let closes = tables.close_windows(outbox.codecs());
+            closes
+                .and_then(|c| outbox.stage_closes(c))
+                .map_err(|e| (0, Failure::Agent(e.into())))?;
+            // Only a finished event's records reach the producer.
+            let from = outbox.pending_len();
+            outbox
+                .release(source)
+                .await
+                .map_err(|e| (0, output_failed(e)))?;
+            match alone {
+                true => confirm_alone(outbox, from).await,
+                false => Ok(()),
+            }
+        };
+        let (at, stopped) = match AssertUnwindSafe(call).catch_unwind().await {
+            Ok(Ok(())) => {
+                work.tables.end_event();
+                if alone {
+                    work.refused.remove(&chunk[0].offset);
+                }
+                i += chunk.len();
+                continue;
+            }
+            Ok(Err((at, Failure::Invalid { reason, error }))) => {
+                (at, Stopped::Invalid { reason, error })
+            }
+            Ok(Err((at, Failure::Agent(e)))) => (at, Stopped::Failed(e.to_string(), chunk.len())),
+            Err(panic) => (
+                0,
+                Stopped::Panicked(panic_message(panic.as_ref()), chunk.len()),
+            ),
+        };
+        work.tables.rollback_event();
+        work.outbox.drop_staged();
+        return Processed {
+            work,
+            next: i + at,
+            stopped: Some(stopped),
+        };
+    }
+    Processed {
+        work,
+        next: records.len(),
+        stopped: None,
+    }
+}
+
+/// Closes the windows due without an event (processing time moved, or windows restored from
+/// the changelog), between batches; a failure or panic (in a close callback) rolls the closes
+/// back until the next check.
+pub(crate) async fn close_windows_between_batches(mut work: Work) -> Work {
+    let close = async {
+        let Work { tables, outbox, .. } = &mut work;
+        outbox.stage_closes(tables.close_windows(outbox.codecs())?)?;
+        outbox.release(None).await
+    };
+    let failed = match AssertUnwindSafe(close).catch_unwind().await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(panic) => Some(format!("panic: {}", panic_message(panic.as_ref()))),
+    };
+    match failed {
+        None => work.tables.end_event(),
+        Some(error) => {
+            tracing::error!(partition = work.tables.partition(), %error,
+                "closing windows failed; retrying at the next check");
+            work.tables.rollback_event();
+            work.outbox.drop_staged();
+        }
+    }
+    work
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
+}

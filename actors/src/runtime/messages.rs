@@ -1,0 +1,139 @@
+//! Every message the runtime's actors exchange, in one file: who may ask whom for what. The
+//! handlers live with their actors (`coordinator`, `partition`, `agent_actor`, `transaction`).
+//!
+//! - The consumer thread tells the coordinator of rebalances ([`Assigned`], [`Revoke`]) and of
+//!   records that reach the main queue ([`Stray`]); the node asks it to stop ([`StopAll`]).
+//! - The coordinator tells a partition actor to stop with a commit ([`Stop`]), to take a stray
+//!   record ([`Forward`]), and, under exactly once, to take part in a round ([`Prepare`]) or to
+//!   drop its uncommitted work ([`Abandon`]); a partition asks to join rounds ([`Join`]).
+//! - A partition actor lends its work to an agent actor with each batch ([`Process`]).
+
+use std::sync::{mpsc, Arc};
+
+use actix::prelude::*;
+use futures::channel::oneshot;
+
+use crate::io::reader::PartitionReader;
+use crate::model::record::Record;
+use crate::runtime::agent_actor::{Processed, Work};
+use crate::runtime::consumer::{NodeConsumer, NodeContext};
+use crate::runtime::partition::PartitionActor;
+use crate::runtime::start::Start;
+use crate::runtime::transaction::{Decision, Vote};
+
+// The coordinator's inbox (from the consumer thread and the node).
+
+/// One newly assigned partition, its queue already split off the consumer.
+pub(crate) struct AssignedPart {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    /// Where it starts, and the group's commit (see `start`).
+    pub(crate) start: Start,
+    pub(crate) reader: PartitionReader<NodeContext>,
+}
+
+/// Partitions newly assigned to this node.
+pub(crate) struct Assigned {
+    pub(crate) parts: Vec<AssignedPart>,
+    pub(crate) consumer: Arc<NodeConsumer>,
+}
+
+impl Message for Assigned {
+    type Result = ();
+}
+
+/// Partitions being revoked: commit and stop them, then signal `done`.
+pub(crate) struct Revoke {
+    pub(crate) parts: Vec<(Arc<str>, i32)>,
+    /// The assignment was lost (the group moved on without this node): nothing is committed.
+    pub(crate) lost: bool,
+    pub(crate) done: mpsc::SyncSender<()>,
+}
+
+impl Message for Revoke {
+    type Result = ();
+}
+
+/// A record that arrived on the consumer's main queue.
+pub(crate) struct Stray(pub(crate) Record);
+
+impl Message for Stray {
+    type Result = ();
+}
+
+/// Commit and stop every partition (node shutdown); later assignments are ignored.
+pub struct StopAll;
+
+impl Message for StopAll {
+    type Result = ();
+}
+
+/// Where the consumer thread reports: the coordinator, known only by the messages it takes
+/// (made by `Coordinator::rebalances`).
+#[derive(Clone)]
+pub struct Rebalances {
+    pub(crate) assigned: Recipient<Assigned>,
+    pub(crate) revoke: Recipient<Revoke>,
+    pub(crate) stray: Recipient<Stray>,
+}
+
+// The partition actor's inbox (from the coordinator).
+
+/// Commit, stop the agents and stop: sent on revoke and at shutdown.
+pub(crate) struct Stop;
+
+impl Message for Stop {
+    type Result = ();
+}
+
+/// A record that reached the consumer's main queue instead of the partition's own queue.
+pub(crate) struct Forward(pub(crate) Record);
+
+impl Message for Forward {
+    type Result = ();
+}
+
+// Exactly-once rounds (see `transaction`).
+
+/// Asks a partition to finish its batch, write its changes to the transaction, vote, and wait
+/// for `decision`.
+pub(crate) struct Prepare {
+    pub(crate) vote: oneshot::Sender<Vote>,
+    pub(crate) decision: Decision,
+}
+
+impl Message for Prepare {
+    type Result = ();
+}
+
+/// A started partition asks to take part in rounds; it reads its queue once answered `true`.
+pub(crate) struct Join {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) addr: Addr<PartitionActor>,
+}
+
+impl Message for Join {
+    type Result = bool;
+}
+
+/// Drop uncommitted work and stop, writing nothing: the producer failed for good (the partition
+/// restarts with the next one, see the module doc), or the assignment was lost. Says which.
+pub(crate) struct Abandon(pub(crate) &'static str);
+
+impl Message for Abandon {
+    type Result = ();
+}
+
+// The agent actor's inbox (from the partition actor).
+
+/// Handle `records[start..]` with `work`.
+pub(crate) struct Process {
+    pub(crate) records: Arc<[Record]>,
+    pub(crate) start: usize,
+    pub(crate) work: Work,
+}
+
+impl Message for Process {
+    type Result = Processed;
+}

@@ -1,0 +1,573 @@
+//! The partition actor: one per assigned source partition, on a worker arbiter.
+//!
+//! It reads its partition's queue in batches, hands each batch in order to the agent actors of
+//! the topic (one batch in flight, awaited: that await is the back-pressure that leaves unread
+//! records in librdkafka's bounded queue), and runs the commit cycle:
+//!
+//! 1. no batch in flight (a batch and the first half run under `ctx.wait`, so they never
+//!    interleave);
+//! 2. wait until every record the agents sent is acknowledged, and write the changed table
+//!    entries to their changelogs;
+//! 3. apply the dirty table entries, the key counts and the next source offset to the sled tree
+//!    in one atomic batch; processing resumes here;
+//! 4. on the arbiter, after the previous cycle's: flush sled to disk, then commit the source
+//!    offset to Kafka (`cycle.rs`). A cycle that finds this still running is skipped; on revoke,
+//!    stop and halt the whole cycle is awaited.
+//!
+//! An offset is therefore committed only after every effect of the events before it is
+//! durable. If a batch's state is lost (an agent actor vanished with it) or an output was not
+//! delivered, the partition rewinds: uncommitted table writes are dropped and the consumer seeks
+//! back to the last commit, so those events are processed again.
+//!
+//! Submodules: `cycle` (the commit cycle), `decide` (what to do about a failed event: a pure
+//! function), `exactly` (its side of exactly-once rounds), `messages` (stop, forwarded
+//! records), `restore` (tables from changelogs), `rewind` (halt and seek back).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use prometheus::{IntCounter, IntGauge};
+
+use crate::api::erased::AgentRef;
+use crate::io::changelog::Restore;
+use crate::io::lease::Lease;
+use crate::io::reader::PartitionReader;
+use crate::metrics::status::Fatal;
+use crate::metrics::Metrics;
+use crate::model::error::Error;
+use crate::model::record::Record;
+use crate::runtime::agent_actor::{
+    close_windows_between_batches, AgentActor, Processed, Stopped, Work,
+};
+use crate::runtime::commit::Tail;
+use crate::runtime::consumer::{NodeConsumer, NodeContext};
+pub(crate) use crate::runtime::messages::{Forward, Stop};
+use crate::runtime::messages::{Join, Process};
+use crate::runtime::policy::{apply, Applied, Failed};
+use crate::runtime::progress::Progress;
+use crate::runtime::start::Start;
+use decide::{decide, Backoff, Decision, Facts};
+
+mod cycle;
+mod decide;
+mod exactly;
+mod handlers;
+mod restore;
+mod rewind;
+
+/// Tuning of partition actors, from the node's config.
+#[derive(Debug, Clone)]
+pub struct PartitionSettings {
+    /// How often the commit cycle runs.
+    pub commit_interval: Duration,
+    /// Most records handed to an agent at once.
+    pub max_batch: usize,
+    /// First back-off after an agent error or panic; doubles per retry of the same event.
+    pub retry_backoff: Duration,
+    /// Longest back-off between retries of one event.
+    pub retry_backoff_max: Duration,
+    /// Clean cache entries kept per table and partition after a commit.
+    pub cache_keys: usize,
+    /// Commits are node-wide Kafka transactions (see `transaction`), not this actor's cycle.
+    pub exactly_once: bool,
+    /// Outputs stamped further ahead of the clock than this are refused at once (see
+    /// `outbox`): the broker would refuse them, and their produce batch with them.
+    pub max_timestamp_ahead: Duration,
+    /// A partition with records waiting and no commit progress for this long is stalled.
+    pub stall_after: Duration,
+}
+
+/// One agent of the partition: its actor and the metrics of its events.
+#[derive(Clone)]
+struct AgentSlot {
+    agent: AgentRef,
+    addr: Addr<AgentActor>,
+    events: IntCounter,
+    depth: IntGauge,
+}
+
+enum BatchOutcome {
+    Done(Work, i64),
+    /// The partition was revoked before the batch started: not processed, left to the next owner.
+    Skipped(Work),
+    /// Exactly once: a send failed inside the open transaction, which can now only abort; the
+    /// partition waits for the round instead of retrying (see `transaction`).
+    Doomed(Work),
+    /// An event kept failing while the partition was being revoked.
+    Interrupted(Work),
+    /// The agent actor stopped with the work: the batch's state is gone.
+    Lost,
+    /// The error policy is `stop`: halt at the failed record (its offset, when the partition's
+    /// state holds exactly the events before it; `None`: drop uncommitted work instead).
+    Halted(Work, Option<i64>, String),
+}
+
+/// Owns one partition: its reader, its table shards, its offsets.
+pub(crate) struct PartitionActor {
+    topic: Arc<str>,
+    partition: i32,
+    agents: Vec<AgentRef>,
+    slots: Vec<AgentSlot>,
+    reader: Arc<PartitionReader<NodeContext>>,
+    consumer: Arc<NodeConsumer>,
+    db: sled::Db,
+    path: Arc<std::path::Path>,
+    work: Option<Work>,
+    /// Reopens the partition's state from the store when a batch took it down with it.
+    make_work: WorkFactory,
+    restore: Option<Arc<Restore>>,
+    /// The next offset whose effects are committed (store and Kafka), if known.
+    committed: Option<i64>,
+    /// The next offset whose effects are in the store tree (flushed, or being flushed and
+    /// committed by the commit cycle's second half); where a rewind goes.
+    stored: Option<i64>,
+    /// The last commit's second half; the next waits for it.
+    tail: Option<Tail>,
+    /// Whether that second half is still running.
+    flushing: Arc<AtomicBool>,
+    /// The next offset after the last finished event.
+    next: Option<i64>,
+    /// Offset of the first record seen: where a rewind goes when nothing was committed yet.
+    first_seen: Option<i64>,
+    revoked: Arc<AtomicBool>,
+    /// Set when Stop arrives: no batch is taken after the final commit (its effects would be
+    /// uncommitted, and its outputs sent again by the next owner).
+    stopping: bool,
+    seek_on_start: bool,
+    /// The stream of batches from the reader (cancelled when the partition halts).
+    reading: Option<SpawnHandle>,
+    /// Halted by the `stop` error policy: no batch is taken any more.
+    halted: bool,
+    /// Counted in the assigned-partitions gauge (set once started successfully).
+    counted: bool,
+    settings: PartitionSettings,
+    metrics: Metrics,
+    /// Exactly once: the coordinator whose transaction rounds this partition joins.
+    join: Option<Recipient<Join>>,
+    /// Exactly once: uncommitted work was dropped outside a round, so the open transaction
+    /// holds outputs of events that will be processed again: the next round must abort.
+    poisoned: bool,
+    /// Exactly once: paused in a round until its decision, or until it has joined rounds.
+    in_round: bool,
+    /// Records that arrived during a round, handled after its decision.
+    deferred: Vec<Record>,
+    /// How far it got, for the coordinator's lag and stall metrics.
+    pub(crate) progress: Arc<Progress>,
+    /// Nothing is committed while the node may have lost its partitions.
+    pub(crate) lease: Lease,
+    /// The lease lapsed at the last commit (said once).
+    lease_lapsed: bool,
+}
+
+/// Opens a partition's tables and outbox (at start, and after a lost batch).
+pub(crate) type WorkFactory = Box<dyn Fn() -> Result<Work, Error> + Send>;
+
+/// Everything needed to start a partition actor.
+pub(crate) struct PartitionInit {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) agents: Vec<AgentRef>,
+    pub(crate) reader: PartitionReader<NodeContext>,
+    pub(crate) consumer: Arc<NodeConsumer>,
+    pub(crate) db: sled::Db,
+    pub(crate) path: Arc<std::path::Path>,
+    pub(crate) make_work: WorkFactory,
+    /// The changelogs to replay before processing (`None`: the agents have no tables).
+    pub(crate) restore: Option<Restore>,
+    /// Where it starts, and the group's commit (see `start`).
+    pub(crate) start: Start,
+    /// Seek back to `start` first (a restart after the previous actor died mid-batch).
+    pub(crate) seek_on_start: bool,
+    pub(crate) revoked: Arc<AtomicBool>,
+    pub(crate) settings: PartitionSettings,
+    pub(crate) metrics: Metrics,
+    /// Exactly once: the coordinator to join (see `transaction::Join`).
+    pub(crate) join: Option<Recipient<Join>>,
+    /// Shared with the coordinator (see `progress`).
+    pub(crate) progress: Arc<Progress>,
+    /// Whether the node may still write for its partitions.
+    pub(crate) lease: Lease,
+}
+
+impl PartitionActor {
+    pub(crate) fn new(init: PartitionInit) -> Self {
+        PartitionActor {
+            topic: init.topic,
+            partition: init.partition,
+            agents: init.agents,
+            slots: Vec::new(),
+            reader: Arc::new(init.reader),
+            consumer: init.consumer,
+            db: init.db,
+            path: init.path,
+            work: None,
+            make_work: init.make_work,
+            restore: init.restore.map(Arc::new),
+            // A store ahead of the group: the first commit moves the group there.
+            committed: init.start.committed,
+            stored: init.start.at,
+            tail: None,
+            flushing: Arc::new(AtomicBool::new(false)),
+            next: init.start.at,
+            first_seen: None,
+            revoked: init.revoked,
+            stopping: false,
+            seek_on_start: init.seek_on_start,
+            reading: None,
+            halted: false,
+            counted: false,
+            settings: init.settings,
+            metrics: init.metrics,
+            join: init.join,
+            poisoned: false,
+            in_round: false,
+            deferred: Vec::new(),
+            progress: init.progress,
+            lease: init.lease,
+            lease_lapsed: false,
+        }
+    }
+
+    /// Opens the tables, starts the agents, and starts reading and committing.
+    fn begin(&mut self, ctx: &mut Context<Self>) {
+        match (self.make_work)() {
+            Ok(work) => self.work = Some(work),
+            Err(e) => {
+                tracing::error!(topic = %self.topic, partition = self.partition, error = %e,
+                    "cannot open the partition's tables; the partition is not processed");
+                ctx.stop();
+                return;
+            }
+        }
+        let label = self.partition.to_string();
+        self.slots = self
+            .agents
+            .iter()
+            .map(|agent| {
+                let (erased, metrics) = (agent.clone(), self.metrics.clone());
+                let addr = Supervisor::start(move |_| AgentActor::new(erased, metrics));
+                agent.agent.on_assign(&self.topic, self.partition);
+                AgentSlot {
+                    agent: agent.clone(),
+                    addr,
+                    events: self.metrics.events_total.with_label_values(&[
+                        agent.name(),
+                        &self.topic,
+                        &label,
+                    ]),
+                    depth: self
+                        .metrics
+                        .mailbox_depth
+                        .with_label_values(&[agent.name()]),
+                }
+            })
+            .collect();
+        self.count_held(1);
+        self.counted = true;
+        if self.seek_on_start {
+            self.rewind(ctx);
+        }
+        match self.join.clone() {
+            Some(coordinator) => self.join_rounds(ctx, coordinator),
+            None => self.start_reading(ctx),
+        }
+    }
+
+    /// Reads the partition's queue and runs the commit interval.
+    fn start_reading(&mut self, ctx: &mut Context<Self>) {
+        let reader = self.reader.clone();
+        // Batching agents: wait (at most `within`) for `n` records before handing them over.
+        let take = self
+            .agents
+            .iter()
+            .filter_map(|a| a.agent.take())
+            .reduce(|a, b| (a.0.max(b.0), a.1.min(b.1)));
+        let max = self.settings.max_batch.max(take.map_or(0, |t| t.0));
+        self.reading = Some(ctx.add_stream(futures::stream::unfold(
+            reader,
+            move |r: Arc<PartitionReader<NodeContext>>| async move {
+                let mut batch = r.next_batch(max).await;
+                if let Some((n, within)) = take {
+                    crate::api::batch::fill(&mut batch, n, within, |k| r.next_batch(k)).await;
+                }
+                Some((batch, r))
+            },
+        )));
+        ctx.run_interval(self.settings.commit_interval, |act, ctx| {
+            match act.work.take() {
+                Some(work) if work.tables.has_windows() && !act.stopping => {
+                    let close = close_windows_between_batches(work).into_actor(act);
+                    ctx.wait(close.then(|work, act, _| {
+                        act.work = Some(work);
+                        act.commit(false).map(|_, _, _| ())
+                    }));
+                }
+                work => {
+                    act.work = work;
+                    if act.needs_commit() {
+                        ctx.wait(act.commit(false).map(|_, _, _| ()));
+                    }
+                }
+            }
+        });
+        self.progress.consuming();
+        tracing::info!(topic = %self.topic, partition = self.partition, start = ?self.next,
+            committed = ?self.committed, "partition started");
+    }
+
+    /// Adds (`sign` = 1) or removes (-1) this partition from the held-partition and table-key
+    /// gauges.
+    fn count_held(&self, sign: i64) {
+        if let Some(work) = &self.work {
+            for (table, n) in work.tables.key_counts() {
+                let keys = self.metrics.table_keys.with_label_values(&[table]);
+                keys.add(sign * n as i64);
+            }
+        }
+        let held = self
+            .metrics
+            .assigned_partitions
+            .with_label_values(&["active"]);
+        held.add(sign);
+        let status = self.metrics.status();
+        status.set_held(&self.topic, self.partition, sign > 0);
+    }
+
+    /// Whether a commit cycle has work: events or writes not in the store yet, or a stored
+    /// offset Kafka has not confirmed (its second half failed, say on a rebalance, and no new
+    /// event would otherwise bring the cycle back).
+    fn needs_commit(&self) -> bool {
+        self.work.as_ref().is_some_and(|w| {
+            self.next != self.stored
+                || self.committed != self.stored
+                || w.tables.is_dirty()
+                || w.outbox.has_pending()
+        })
+    }
+
+    fn process(&mut self, batch: Vec<Record>) -> ResponseActFuture<Self, ()> {
+        let Some(work) = self.work.take() else {
+            tracing::error!(topic = %self.topic, partition = self.partition,
+                "batch arrived while the partition state was away; rewinding");
+            return Box::pin(fut::ready(()).map(|_, act: &mut Self, ctx| act.rewind(ctx)));
+        };
+        if self.first_seen.is_none() {
+            self.first_seen = batch.first().map(|r| r.offset);
+        }
+        let last = batch.last().map_or(-1, |r| r.offset);
+        if let Some(t) = batch.last().and_then(|r| r.timestamp) {
+            self.progress.processed(t);
+        }
+        let records: Arc<[Record]> = batch.into();
+        let slots = self.slots.clone();
+        let revoked = self.revoked.clone();
+        let lease = self.lease.clone();
+        let settings = self.settings.clone();
+        let backoff = Backoff {
+            first: settings.retry_backoff,
+            max: settings.retry_backoff_max,
+        };
+        let metrics = self.metrics.clone();
+        let (topic, partition) = (self.topic.clone(), self.partition);
+        let run = async move {
+            let mut work = work;
+            if revoked.load(Ordering::SeqCst) {
+                return BatchOutcome::Skipped(work);
+            }
+            let only = slots.len() == 1;
+            for slot in slots {
+                let mut start = 0;
+                let mut attempt = 0u32;
+                let mut failed_at: Option<usize> = None;
+                loop {
+                    let pending = (records.len() - start) as i64;
+                    slot.depth.add(pending);
+                    let reply = slot
+                        .addr
+                        .send(Process {
+                            records: records.clone(),
+                            start,
+                            work,
+                        })
+                        .await;
+                    slot.depth.sub(pending);
+                    let Ok(Processed {
+                        work: back,
+                        next,
+                        stopped,
+                    }) = reply
+                    else {
+                        return BatchOutcome::Lost;
+                    };
+                    work = back;
+                    slot.events.inc_by((next - start) as u64);
+                    let Some(stopped) = stopped else { break };
+                    let name = slot.agent.name();
+                    let offset = records[next].offset;
+                    let (reason, error, retriable, count) = match stopped {
+                        Stopped::Invalid { reason, error } => (reason, error.to_string(), false, 1),
+                        Stopped::Panicked(msg, count) => ("panic", msg, true, count),
+                        Stopped::Failed(msg, count) => {
+                            metrics.agent_errors_total.with_label_values(&[name]).inc();
+                            ("agent_error", msg, true, count)
+                        }
+                    };
+                    let policy = &slot.agent.policy;
+                    if failed_at != Some(next) {
+                        // A new failure: earlier events in this batch got past theirs.
+                        (failed_at, attempt) = (Some(next), 0);
+                    }
+                    let facts = Facts {
+                        retriable,
+                        attempt,
+                        retries: policy.retries,
+                        doomed: work.outbox.doomed(),
+                        lease_valid: lease.valid(),
+                        revoked: revoked.load(Ordering::SeqCst),
+                    };
+                    match decide(facts, backoff) {
+                        Decision::AwaitAbort { condemn } => {
+                            // Nothing can be written until the round aborts; a suspect
+                            // refused again goes to the policy when it comes back.
+                            if condemn {
+                                work.condemn(offset);
+                            }
+                            return BatchOutcome::Doomed(work);
+                        }
+                        Decision::GiveUp => return BatchOutcome::Interrupted(work),
+                        Decision::AwaitGroup { wait } => {
+                            start = next;
+                            actix::clock::sleep(wait).await;
+                            continue;
+                        }
+                        Decision::Retry {
+                            attempt: n,
+                            backoff,
+                        } => {
+                            attempt = n;
+                            tracing::error!(agent = name, %topic, partition, offset, count,
+                                reason, %error, attempt, retries = policy.retries, ?backoff,
+                                "event failed; retrying it (a panicked agent actor is restarted)");
+                            start = next;
+                            actix::clock::sleep(backoff).await;
+                            continue;
+                        }
+                        Decision::Policy => {}
+                    }
+                    let failed = &records[next..next + count];
+                    let failure = Failed {
+                        agent: name,
+                        reason,
+                        error: &error,
+                    };
+                    match apply(&mut work, policy, failed, &failure, &metrics).await {
+                        Ok(()) => {}
+                        Err(Applied::Retry) if work.outbox.doomed() => {
+                            return BatchOutcome::Doomed(work)
+                        }
+                        Err(Applied::Retry) if !revoked.load(Ordering::SeqCst) => {
+                            start = next;
+                            actix::clock::sleep(settings.retry_backoff_max).await;
+                            continue;
+                        }
+                        Err(Applied::Retry) => return BatchOutcome::Interrupted(work),
+                        Err(Applied::Halt(message)) => {
+                            return BatchOutcome::Halted(work, only.then_some(offset), message)
+                        }
+                    }
+                    start = next + count;
+                }
+            }
+            BatchOutcome::Done(work, last + 1)
+        };
+        Box::pin(run.into_actor(self).map(|outcome, act, ctx| match outcome {
+            BatchOutcome::Done(work, next) => {
+                act.work = Some(work);
+                act.next = Some(next);
+            }
+            BatchOutcome::Skipped(work) => act.work = Some(work),
+            BatchOutcome::Doomed(mut work) => {
+                work.tables.discard();
+                let _ = work.outbox.take_pending();
+                act.work = Some(work);
+                act.poison();
+                act.next = act.stored;
+                // Paused like a partition in a round: what arrives waits for the decision,
+                // whose abort seeks back.
+                act.in_round = true;
+            }
+            BatchOutcome::Interrupted(mut work) => {
+                tracing::warn!(topic = %act.topic, partition = act.partition,
+                    "revoked while an event kept failing: dropping uncommitted work; the next \
+                     owner resumes from the last commit");
+                work.tables.discard();
+                act.poison();
+                act.work = Some(work);
+                act.next = act.stored;
+            }
+            BatchOutcome::Lost => act.rewind(ctx),
+            BatchOutcome::Halted(mut work, at, message) => {
+                match at {
+                    Some(offset) => act.next = Some(offset),
+                    None => {
+                        work.tables.discard();
+                        act.poison();
+                        act.next = act.stored;
+                    }
+                }
+                act.work = Some(work);
+                act.halt(ctx, message);
+            }
+        }))
+    }
+}
+
+impl Actor for PartitionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        match self.restore.clone() {
+            None => self.begin(ctx),
+            Some(restore) => ctx.wait(self.restore_tables(restore)),
+        }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if !self.counted {
+            return;
+        }
+        self.count_held(-1);
+        let status = self.metrics.status();
+        status.set_halted(&self.topic, self.partition, false);
+        tracing::info!(topic = %self.topic, partition = self.partition,
+            committed = ?self.committed, "partition stopped");
+    }
+}
+
+impl StreamHandler<Vec<Record>> for PartitionActor {
+    fn handle(&mut self, batch: Vec<Record>, ctx: &mut Self::Context) {
+        // After Stop, records stay uncommitted and go to the partition's next owner.
+        if self.in_round {
+            // actix runs a wait registered by a message handler (the round's Prepare) only
+            // from its next turn, so a batch can arrive while the partition is paused in a
+            // round: it waits for the round's decision (an abort's seek back reaches it).
+            if self.first_seen.is_none() {
+                self.first_seen = batch.first().map(|r| r.offset);
+            }
+            self.deferred.extend(batch);
+            return;
+        }
+        if self.metrics.status().fatal() == Some(Fatal::StoreFailed) {
+            // The store cannot write: nothing more is processed (the node is stopping; the
+            // records are read again from the last commit after the restart).
+            return;
+        }
+        if !self.stopping && !self.halted {
+            ctx.wait(self.process(batch));
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
+}

@@ -1,0 +1,99 @@
+//! The app as the runtime runs it: which agents consume each source topic, the tables that
+//! source's partitions hold and their changelogs, the global tables, the codecs. The node
+//! compiles it once, from the app and its config with every error reported at once (see
+//! `faust::topology`), and the coordinator, the consumer and the partitions share it read-only:
+//! nothing in the runtime works these out again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::api::erased::AgentRef;
+use crate::model::codec::TopicCodecs;
+use crate::model::names::changelog_topic;
+use crate::state::table::TableSpec;
+
+/// A source topic: its partition count, the agents that consume it, their tables.
+#[derive(Debug, Clone, Default)]
+pub struct SourceTopic {
+    /// The topic's partition count (as configured and checked against the broker).
+    pub partitions: i32,
+    /// The agents consuming the topic, in registration order.
+    pub agents: Vec<AgentRef>,
+    /// The tables of those agents: a partition of the topic holds one shard of each.
+    pub tables: Vec<TableSpec>,
+    /// Each table with its changelog topic (same order as `tables`).
+    pub changelogs: Vec<(Arc<str>, String)>,
+}
+
+/// The compiled app; see the module doc.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    /// The app id: prefix of internal topics and group ids.
+    pub app_id: Arc<str>,
+    /// Every agent, configured (topics, sinks, policy), in registration order.
+    pub agents: Vec<AgentRef>,
+    /// Every source topic, by name.
+    pub sources: BTreeMap<String, SourceTopic>,
+    /// Global tables and the partition counts of their changelogs: each node keeps a full
+    /// copy of each.
+    pub global_tables: Vec<(Arc<str>, i32)>,
+    /// Codecs per topic.
+    pub codecs: Arc<TopicCodecs>,
+}
+
+impl Topology {
+    /// The topology of `agents` (already configured) in app `app_id`; `partitions` gives each
+    /// topic's partition count (1 when it has none).
+    pub fn new(
+        app_id: &str,
+        agents: Vec<AgentRef>,
+        partitions: impl Fn(&str) -> i32,
+        codecs: TopicCodecs,
+    ) -> Self {
+        let mut sources: BTreeMap<String, SourceTopic> = BTreeMap::new();
+        let mut global_tables = Vec::new();
+        for agent in &agents {
+            let tables = agent.tables();
+            for topic in agent.topics() {
+                let source = sources.entry(topic.clone()).or_default();
+                source.partitions = partitions(&topic);
+                source.agents.push(agent.clone());
+                for t in &tables {
+                    let changelog = changelog_topic(app_id, &t.name);
+                    source.changelogs.push((t.name.clone(), changelog));
+                    source.tables.push(t.clone());
+                }
+            }
+            let first = agent.topics().into_iter().next();
+            let n = first.as_deref().map_or(1, &partitions);
+            global_tables.extend(
+                tables
+                    .iter()
+                    .filter(|t| t.global)
+                    .map(|t| (t.name.clone(), n)),
+            );
+        }
+        Topology {
+            app_id: app_id.into(),
+            agents,
+            sources,
+            global_tables,
+            codecs: Arc::new(codecs),
+        }
+    }
+
+    /// The source topics, in name order.
+    pub fn source_topics(&self) -> Vec<String> {
+        self.sources.keys().cloned().collect()
+    }
+
+    /// The source `topic`, if the app consumes it.
+    pub fn source(&self, topic: &str) -> Option<&SourceTopic> {
+        self.sources.get(topic)
+    }
+
+    /// Whether any agent has a table.
+    pub fn has_tables(&self) -> bool {
+        self.sources.values().any(|s| !s.tables.is_empty())
+    }
+}

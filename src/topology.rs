@@ -1,0 +1,303 @@
+//! The app compiled once: from an app's agents and its [`Config`], with every problem reported at
+//! once, everything the node and its runtime need to know about the app's shape: the agents as
+//! configured (topics, sinks, error policy, `group_by` stages), every topic to find or create
+//! with its partition count and why, the tables of each source topic with their changelogs, the
+//! global tables, the standby plan, the codecs and the leader's partition. Nothing downstream
+//! works any of this out again: the node starts its subsystems from it and the runtime (the
+//! coordinator, the consumer, the partitions) shares [`Runtime`], its compiled part.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use faust_actors::api::repartition::Stage;
+use faust_actors::io::members::Part;
+use faust_actors::names::{changelog_topic, dead_letter_topic, members_topic, repartition_topic};
+use faust_actors::runtime::topology::Topology as Runtime;
+use faust_actors::{AgentRef, ErrorPolicy, OnError, TopicCodecs};
+
+use crate::config::{AgentConfig, Config, ConfigErrors, Issue};
+use crate::topics::Needed;
+
+/// The compiled app; see the module doc.
+#[derive(Debug, Clone)]
+pub(crate) struct Topology {
+    /// The config, with each `group_by` agent's repartition topic under `[topics]`.
+    pub(crate) config: Config,
+    /// What the runtime runs: agents by source topic, tables, changelogs, global tables.
+    pub(crate) runtime: Arc<Runtime>,
+    /// Every topic the node must find (with its partition count) or create.
+    pub(crate) topics: Vec<Needed>,
+    /// Standby replicas per partition and the partitions they cover (`None`: no standbys).
+    pub(crate) standbys: Option<(usize, Vec<Part>)>,
+    /// The topic whose partition 0 makes its holder the leader (for timers).
+    pub(crate) leader: Option<String>,
+}
+
+impl Topology {
+    /// Compiles the app of `agents` with `config`.
+    ///
+    /// # Errors
+    /// Every problem found: [`Config::check`]'s and [`Topology::issues`]'.
+    pub(crate) fn compile(agents: &[AgentRef], config: &Config) -> Result<Self, ConfigErrors> {
+        let config = Self::with_internal_topics(agents, config);
+        let mut issues = config.check();
+        issues.extend(Self::issues(agents, &config));
+        if !issues.is_empty() {
+            return Err(ConfigErrors {
+                file: "the configuration".into(),
+                issues,
+            });
+        }
+        let agents = Self::configured(agents, &config);
+        let topics = needed(&config.app.id, &config, &agents);
+        let mut codecs = TopicCodecs::default();
+        for (name, t) in &config.topics {
+            codecs.insert(name, t.key_codec, t.value_codec);
+        }
+        let partitions = |topic: &str| config.topics.get(topic).map_or(1, |t| t.partitions);
+        let runtime = Runtime::new(&config.app.id, agents, partitions, codecs);
+        let standbys = standby_plan(&config, &runtime);
+        let leader = runtime.sources.keys().next().cloned();
+        Ok(Topology {
+            config,
+            runtime: Arc::new(runtime),
+            topics,
+            standbys,
+            leader,
+        })
+    }
+
+    /// The agents of the app, as configured.
+    pub(crate) fn agents(&self) -> &[AgentRef] {
+        &self.runtime.agents
+    }
+
+    /// The agents with their `[agents.<name>]` settings applied (input topics, sinks, error
+    /// policy).
+    fn configured(agents: &[AgentRef], config: &Config) -> Vec<AgentRef> {
+        let default = AgentConfig::default();
+        let app_id = &config.app.id;
+        agents
+            .iter()
+            .map(|a| {
+                let c = config.agents.get(a.name()).unwrap_or(&default);
+                let policy = ErrorPolicy {
+                    on_error: c.on_error,
+                    retries: c.retries,
+                    dead_letter_topic: dead_letter_topic(app_id, a.name()),
+                };
+                let a = a.clone().with_sinks(c.sinks.clone()).with_policy(policy);
+                let a = match &c.topics {
+                    Some(t) => a.with_topics(t.clone()),
+                    None => a,
+                };
+                match a.stage().clone() {
+                    Stage::Plain => a,
+                    Stage::Rekey { agent } => {
+                        let topic = repartition_topic(app_id, &agent);
+                        let a = a.with_sinks(vec![topic]);
+                        match config.agents.get(&agent).and_then(|c| c.topics.clone()) {
+                            Some(t) => a.with_topics(t),
+                            None => a,
+                        }
+                    }
+                    Stage::Regrouped => {
+                        let topic = repartition_topic(app_id, a.name());
+                        a.with_topics(vec![topic])
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// `config` with the repartition topic of each `group_by` agent under `[topics]`, when not
+    /// listed there: the partition count, replication and codecs of the agent's first source.
+    fn with_internal_topics(agents: &[AgentRef], config: &Config) -> Config {
+        let mut config = config.clone();
+        for a in Self::configured(agents, &config) {
+            let Stage::Rekey { agent } = a.stage() else {
+                continue;
+            };
+            let topic = repartition_topic(&config.app.id, agent);
+            let source = a
+                .topics()
+                .first()
+                .and_then(|t| config.topics.get(t))
+                .cloned();
+            if let (Some(source), false) = (source, config.topics.contains_key(&topic)) {
+                config.topics.insert(topic, source);
+            }
+        }
+        config
+    }
+
+    /// The problems between `config` and the agents (beyond [`Config::check`]'s).
+    pub(crate) fn issues(agents: &[AgentRef], config: &Config) -> Vec<Issue> {
+        let config = &Self::with_internal_topics(agents, config);
+        let mut issues = Vec::new();
+        let mut bad = |key: String, message: String| {
+            issues.push(Issue {
+                key,
+                origin: String::new(),
+                message,
+            })
+        };
+        if agents.is_empty() {
+            bad(String::new(), "the app has no agents".into());
+        }
+        let mut names = BTreeSet::new();
+        let mut tables = BTreeSet::new();
+        for name in config.agents.keys() {
+            if !agents.iter().any(|a| a.name() == name) {
+                bad(
+                    format!("agents.{name}"),
+                    "no agent of that name is registered in this app".into(),
+                );
+            }
+        }
+        for agent in &Self::configured(agents, config) {
+            if !names.insert(agent.name().to_owned()) {
+                bad(
+                    String::new(),
+                    format!("two agents are named `{}`", agent.name()),
+                );
+            }
+            let topics = agent.topics();
+            for topic in &topics {
+                if !config.topics.contains_key(topic) {
+                    bad(format!("topics.{topic}"), format!("agent `{}` consumes topic `{topic}`, which is not listed under [topics]", agent.name()));
+                }
+            }
+            for spec in agent.tables() {
+                if !tables.insert(spec.name.to_string()) {
+                    bad(
+                        String::new(),
+                        format!("table `{}` is declared twice", spec.name),
+                    );
+                }
+                if topics.len() != 1 {
+                    bad(String::new(), format!("agent `{}` has table `{}` but consumes {} topics: a table is sharded like exactly one source topic", agent.name(), spec.name, topics.len()));
+                }
+            }
+        }
+        issues
+    }
+}
+
+/// Every topic the node needs: those under `[topics]`, a changelog per table (with the
+/// partition count of the table's source topic), a close topic per windowed table that names
+/// one, a dead-letter topic per agent whose policy is `dead-letter`, and each agent's sinks
+/// not listed under `[topics]` (with the agent's largest source's partition count): a sink that
+/// does not exist would otherwise hold every emitted record until librdkafka gives up on it.
+fn needed(app_id: &str, config: &Config, agents: &[AgentRef]) -> Vec<Needed> {
+    let mut out: Vec<Needed> = config
+        .topics
+        .iter()
+        .map(|(name, t)| Needed {
+            name: name.clone(),
+            partitions: t.partitions,
+            replication: t.replication,
+            compact: false,
+            why: format!("in [topics.{name}]"),
+        })
+        .collect();
+    if agents.iter().any(|a| !a.tables().is_empty()) {
+        out.push(Needed {
+            name: members_topic(app_id),
+            partitions: 1,
+            replication: None,
+            compact: true,
+            why: "(the members topic has one partition)".into(),
+        });
+    }
+    for agent in agents {
+        let sources = agent.topics();
+        let most = sources
+            .iter()
+            .filter_map(|t| config.topics.get(t))
+            .max_by_key(|t| t.partitions);
+        let dlq = &agent.policy().dead_letter_topic;
+        if let Some(t) = most.filter(|_| agent.policy().on_error == OnError::DeadLetter) {
+            if !config.topics.contains_key(dlq) {
+                out.push(Needed {
+                    name: dlq.clone(),
+                    partitions: t.partitions,
+                    replication: t.replication,
+                    compact: false,
+                    why: format!(
+                        "like the largest source topic of agent `{}`, whose dead letters it holds",
+                        agent.name()
+                    ),
+                });
+            }
+        }
+        if let Some(t) = most {
+            for sink in agent.sinks() {
+                if config.topics.contains_key(sink) || out.iter().any(|n| &n.name == sink) {
+                    continue;
+                }
+                out.push(Needed {
+                    name: sink.clone(),
+                    partitions: t.partitions,
+                    replication: t.replication,
+                    compact: false,
+                    why: format!(
+                        "like the largest source topic of agent `{}`, which emits to it",
+                        agent.name()
+                    ),
+                });
+            }
+        }
+        let Some(source) = agent.topics().into_iter().next() else {
+            continue;
+        };
+        let Some(t) = config.topics.get(&source) else {
+            continue;
+        };
+        for table in agent.tables() {
+            let closes = table.close_topic.as_deref();
+            if let Some(close) = closes.filter(|c| !config.topics.contains_key(*c)) {
+                out.push(Needed {
+                    name: close.to_owned(),
+                    partitions: t.partitions,
+                    replication: t.replication,
+                    compact: false,
+                    why: format!(
+                        "like `{source}`, whose windowed table `{}` closes windows to it",
+                        table.name
+                    ),
+                });
+            }
+            out.push(Needed {
+                name: changelog_topic(app_id, &table.name),
+                partitions: t.partitions,
+                replication: t.replication,
+                compact: true,
+                why: format!(
+                    "like its source topic `{source}` (a changelog is co-partitioned with it)"
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// The standby plan: the most replicas any table asks for (`[tables.<name>] standby_replicas`,
+/// default 1) and every partition of each source topic with tables; `None` when that is none.
+fn standby_plan(config: &Config, runtime: &Runtime) -> Option<(usize, Vec<Part>)> {
+    let mut parts = Vec::new();
+    let mut replicas = 0;
+    for (topic, source) in &runtime.sources {
+        for table in &source.tables {
+            let wanted = config
+                .tables
+                .get(&*table.name)
+                .map_or(1, |t| t.standby_replicas) as usize;
+            replicas = replicas.max(wanted);
+            parts.extend((0..source.partitions).map(|p| (topic.clone(), p)));
+        }
+    }
+    parts.sort();
+    parts.dedup();
+    (replicas > 0 && !parts.is_empty()).then_some((replicas, parts))
+}
