@@ -7,7 +7,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 
 use std::time::Duration;
 
-use faust_actors::runtime::transaction::Transactions;
+use faust_actors::io::transactional::Transactions;
 use faust_actors::Metrics;
 
 use crate::config::{Config, Guarantee};

@@ -15,17 +15,19 @@
 //!   cycle and retry decisions, agent actors, exactly-once rounds, standbys.
 //!
 //! One event, layer by layer: the consumer (runtime) assigns a partition; its reader (io)
-//! yields a batch of [`Record`]s (model); the partition actor lends its [`TableSet`] (state) and
+//! yields a batch of [`Record`]s (model); the partition actor lends its `TableSet` (state) and
 //! outbox (io) to the agent actor, which decodes each record (model codecs) into an [`Event`]
 //! (api) for the user's [`Agent`]; the event's table writes stay in the shard cache and its
 //! outputs in the outbox until it ends; at the commit interval the partition's commit cycle
 //! (runtime) waits for the outputs' acknowledgements, writes the changelog (io), applies one
 //! sled batch with the offset (state), and commits the offset to Kafka.
 //!
-//! The items at this crate's root are what an app uses; the layer modules are public so that
-//! the `faust-rs` node can assemble the runtime, and are not a stable API.
+//! The items at this crate's root are what an app uses (the `faust` crate re-exports them);
+//! `io` and `runtime` are public only so that the `faust-rs` node can assemble the runtime:
+//! they are hidden from the docs and are not a stable API.
 
 pub mod api;
+#[doc(hidden)]
 pub mod io;
 pub mod metrics;
 pub mod model;
@@ -42,10 +44,10 @@ pub use model::codec::{register_codec, Codec, CustomCodec, TopicCodecs};
 pub use model::error::{Error, Result};
 pub use model::names::{self, SOURCE_HEADER};
 pub use model::record::{Header, Record};
-pub use state::set::TableSet;
+pub use state::spec::TableSpec;
 pub use state::store::{OnClusterMismatch, Store};
-pub use state::table::{GlobalTable, GlobalView, Table, TableSpec, TableView};
+pub use state::table::{GlobalTable, GlobalView, Table, TableView};
 pub use state::window::{
-    Clock, EventTime, ManualClock, SystemClock, Window, WindowKind, WindowResult, WindowedTable,
+    Clock, EventTime, ManualClock, SystemClock, Window, WindowKind, WindowResult,
 };
-pub use state::windowed::WindowView;
+pub use state::windowed::{WindowView, WindowedTable};

@@ -16,11 +16,10 @@ pub use crate::model::codec::TopicCodecs;
 use crate::model::error::Result;
 use crate::model::record::{Header, Record};
 use crate::state::set::TableSet;
-use crate::state::table::{
-    GlobalTable, GlobalView, Table, TableKey, TableSpec, TableValue, TableView,
-};
-use crate::state::window::WindowedTable;
+use crate::state::spec::{TableKey, TableSpec, TableValue};
+use crate::state::table::{GlobalTable, GlobalView, Table, TableView};
 use crate::state::windowed::WindowView;
+use crate::state::windowed::WindowedTable;
 
 /// A stream processor, like Faust's `@app.agent(topic)`.
 ///

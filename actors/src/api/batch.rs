@@ -17,14 +17,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::api::agent::AgentError;
+use crate::api::erased::Stage;
 use crate::api::erased::{decode_key, decode_value, AgentRef, ErasedAgent, Failure};
-use crate::api::repartition::Stage;
 use crate::io::outbox::Outbox;
 use crate::io::outbox::Target;
 use crate::model::error::Result;
 use crate::model::record::Record;
 use crate::state::set::TableSet;
-use crate::state::table::{Table, TableKey, TableSpec, TableValue, TableView};
+use crate::state::spec::{TableKey, TableSpec, TableValue};
+use crate::state::table::{Table, TableView};
 
 /// An agent that handles events in batches (see the module doc).
 pub trait BatchAgent: Send + Sync + 'static {

@@ -11,13 +11,12 @@ use serde::de::DeserializeOwned;
 
 use crate::api::agent::{Agent, AgentError, Event};
 use crate::api::policy::ErrorPolicy;
-use crate::api::repartition::Stage;
 use crate::io::outbox::Outbox;
 use crate::model::codec::TopicCodecs;
 use crate::model::error::{Error, Result};
 use crate::model::record::Record;
 use crate::state::set::TableSet;
-use crate::state::table::TableSpec;
+use crate::state::spec::TableSpec;
 
 /// Decodes `record`'s key, if it has one, with its topic's key codec.
 pub(crate) fn decode_key<K: DeserializeOwned>(
@@ -144,6 +143,21 @@ impl<A: Agent> ErasedAgent for Typed<A> {
     fn on_revoke(&self, topic: &str, partition: i32) {
         self.0.on_revoke(topic, partition);
     }
+}
+
+/// The role of an agent in a `group_by` pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    /// An ordinary agent.
+    Plain,
+    /// Stage 1: re-keys the events of `agent` into its repartition topic (the node sets it as
+    /// this agent's one sink).
+    Rekey {
+        /// The agent whose events these are.
+        agent: String,
+    },
+    /// Stage 2: the agent, consuming its repartition topic (the node sets it as its topic).
+    Regrouped,
 }
 
 /// A registered agent, types erased: what an app hands to the runtime, with the topics it

@@ -24,22 +24,9 @@ use crate::io::outbox::Target;
 use crate::model::names::SOURCE_HEADER;
 use crate::model::record::{Header, Record};
 use crate::state::set::TableSet;
-use crate::state::table::TableSpec;
+use crate::state::spec::TableSpec;
 
-/// The role of an agent in a `group_by` pair.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stage {
-    /// An ordinary agent.
-    Plain,
-    /// Stage 1: re-keys the events of `agent` into its repartition topic (the node sets it as
-    /// this agent's one sink).
-    Rekey {
-        /// The agent whose events these are.
-        agent: String,
-    },
-    /// Stage 2: the agent, consuming its repartition topic (the node sets it as its topic).
-    Regrouped,
-}
+pub use crate::api::erased::Stage;
 
 /// The two agents that run `agent` over its events re-keyed by `key`: give both to the app
 /// (`App::group_by` does).

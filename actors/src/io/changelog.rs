@@ -1,5 +1,6 @@
 //! Changelog topics: every table write, written ahead to a compacted Kafka topic, so that any
-//! node can rebuild a partition's tables.
+//! node can rebuild a partition's tables. Both sides are here: [`write`] (a commit's changes,
+//! acknowledged before the offset moves) and [`Restore`] (a partition's tables rebuilt).
 //!
 //! Table `t` of app `a` has the topic `a-t-changelog`, compacted, with the source topic's
 //! partition count: partition `p` of the changelog holds the writes of source partition `p`.
@@ -23,9 +24,54 @@ use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::io::outbox::enqueue;
 use crate::metrics::Metrics;
 use crate::model::error::{Error, Result};
 use crate::model::names::{applied_key, count_key, data_prefix};
+use crate::state::spec::Change;
+
+/// Writes each table's changes to partition `partition` of its changelog and waits for the
+/// broker's acknowledgements; returns, per table, the next changelog offset after them.
+pub(crate) async fn write(
+    producer: Option<rdkafka::producer::FutureProducer>,
+    partition: i32,
+    changes: &[(Arc<str>, String, Vec<Change>)],
+) -> Result<Vec<(Arc<str>, i64)>, String> {
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(producer) = producer else {
+        return Err("no producer to write the changelog".into());
+    };
+    let mut acks = Vec::new();
+    for (table, topic, writes) in changes {
+        for w in writes {
+            let mut record = rdkafka::producer::FutureRecord::<[u8], [u8]>::to(topic)
+                .partition(partition)
+                .key(&w.key);
+            if let Some(v) = &w.value {
+                record = record.payload(v);
+            }
+            let ack = enqueue(&producer, record)
+                .await
+                .map_err(|e| format!("changelog {topic}: {e}"))?;
+            acks.push((table.clone(), ack));
+        }
+    }
+    let mut next: Vec<(Arc<str>, i64)> = Vec::new();
+    for (table, ack) in acks {
+        let offset = match ack.await {
+            Ok(Ok(delivery)) => delivery.offset,
+            Ok(Err((e, _))) => return Err(format!("changelog of `{table}`: {e}")),
+            Err(_) => return Err(format!("changelog of `{table}`: record dropped")),
+        };
+        match next.iter_mut().find(|(t, _)| *t == table) {
+            Some((_, n)) => *n = (*n).max(offset + 1),
+            None => next.push((table, offset + 1)),
+        }
+    }
+    Ok(next)
+}
 
 /// How a restore went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

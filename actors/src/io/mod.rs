@@ -10,12 +10,16 @@
 //!   sent ahead of the offset, and a partition's tables rebuilt from its changelogs.
 //! - [`members`]: who is in the group and what each holds (a compacted topic), and standby
 //!   placement by rendezvous hashing.
+//! - [`transactional`]: the node's transactional producer (exactly once), rebuilt after it
+//!   fails for good; `fault_injection`: the crash tests' hooks (a cargo feature).
 //! - [`lease`]: whether the node may still write for its partitions (a freeze longer than the
 //!   session timeout suspends it until the group answers).
 
 pub mod changelog;
 pub(crate) mod dead_letter;
+pub(crate) mod fault_injection;
 pub mod lease;
 pub mod members;
 pub(crate) mod outbox;
 pub(crate) mod reader;
+pub mod transactional;

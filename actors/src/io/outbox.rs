@@ -27,7 +27,7 @@ use crate::model::codec::TopicCodecs;
 use crate::model::error::{Error, Result};
 use crate::model::fault::{classify, reason_of, Fault};
 use crate::model::record::Header;
-use crate::state::shard::CloseRecord;
+use crate::state::spec::CloseRecord;
 
 /// Where a record goes within its topic and the timestamp it carries; `None` leaves the choice
 /// to the producer (the key's partition, the current time).

@@ -164,7 +164,7 @@ impl Codec {
         };
         res.map_err(|reason| Error::Encode {
             what,
-            codec: self,
+            codec: self.name(),
             reason,
         })
     }
@@ -191,7 +191,7 @@ impl Codec {
         };
         res.map_err(|reason| Error::Decode {
             what,
-            codec: self,
+            codec: self.name(),
             reason,
         })
     }

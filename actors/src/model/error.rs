@@ -3,8 +3,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::model::codec::Codec;
-
 /// Everything that can go wrong in the runtime, with the context a user needs to act on it.
 ///
 /// Variants carry named fields saying *what* failed and *where* (topic, partition, path, key).
@@ -18,8 +16,8 @@ pub enum Error {
     Encode {
         /// What was being encoded: "key", "value", "table key"...
         what: &'static str,
-        /// The codec in use.
-        codec: Codec,
+        /// The name of the codec in use.
+        codec: &'static str,
         /// The codec's own message.
         reason: String,
     },
@@ -28,8 +26,8 @@ pub enum Error {
     Decode {
         /// What was being decoded.
         what: &'static str,
-        /// The codec in use.
-        codec: Codec,
+        /// The name of the codec in use.
+        codec: &'static str,
         /// The codec's own message.
         reason: String,
     },

@@ -1,115 +1,28 @@
 //! The agent actor: runs the user's agent over a batch of one partition's records.
 //!
-//! The partition actor lends it the partition's [`Work`] (table shards and outbox) with each
+//! The partition actor lends it the partition's `Work` (table shards and outbox) with each
 //! batch; the agent actor hands it back with how far it got. Panics in user code are caught:
 //! the event's table writes are undone, the outcome goes back to the partition actor, and the
 //! actor stops so that its `Supervisor` restarts it (actix itself catches no panic: an uncaught
 //! one would kill the actor and lose the batch).
 
 use std::any::Any;
-use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
 
 use actix::prelude::*;
 use futures::FutureExt;
 
 use crate::api::erased::{AgentRef, Failure};
-use crate::io::outbox::{Outbox, RefusedOutput};
+use crate::io::outbox::Outbox;
 use crate::metrics::Metrics;
 use crate::model::error::Error;
 use crate::model::record::Record;
-use crate::runtime::messages::Process;
-use crate::state::set::TableSet;
+use crate::runtime::messages::{Process, Processed, Stopped};
+use crate::runtime::work::Work;
 
 /// The agent actor's mailbox capacity: the partition actor has one batch in flight per agent,
 /// and awaits it, so the bound is never the limit; back-pressure comes from that await.
 pub(crate) const MAILBOX_CAPACITY: usize = 4;
-
-/// The state of one partition that events change, moved between actors with each batch.
-pub(crate) struct Work {
-    pub(crate) tables: TableSet,
-    pub(crate) outbox: Outbox,
-    /// Source records whose output the broker refused for good (see `outbox`), by offset.
-    /// They are *suspects*: Kafka refuses a whole produce batch for one bad record, so a
-    /// refusal may be a neighbour's. When they come again after the rewind, each is handled
-    /// alone and its outputs are awaited at once; refused again, it goes to the agent's policy.
-    pub(crate) refused: BTreeMap<i64, RefusedOutput>,
-    /// Exactly once: suspects refused again in a transaction that could then only abort.
-    /// When they come again, in the next transaction, they go to the policy without being
-    /// handled (their outputs would doom that one too).
-    pub(crate) condemned: BTreeSet<i64>,
-}
-
-impl Work {
-    /// The partition's state: its tables and outbox, nothing refused yet.
-    pub(crate) fn new(tables: TableSet, outbox: Outbox) -> Self {
-        Work {
-            tables,
-            outbox,
-            refused: BTreeMap::new(),
-            condemned: BTreeSet::new(),
-        }
-    }
-
-    /// Exactly once: `offset`, a suspect refused again, goes to the policy when it comes
-    /// again (see the field).
-    pub(crate) fn condemn(&mut self, offset: i64) {
-        if self.refused.contains_key(&offset) {
-            self.condemned.insert(offset);
-        }
-    }
-
-    /// Why a condemned `record` goes to the policy, if it is one.
-    fn condemned(&self, record: &Record) -> Option<Failure> {
-        if !self.condemned.contains(&record.offset) {
-            return None;
-        }
-        let r = self.refused.get(&record.offset)?;
-        Some(Failure::Invalid {
-            reason: r.reason,
-            error: Error::OutputRejected {
-                offset: r.source,
-                error: r.error.clone(),
-            },
-        })
-    }
-
-    /// Records outputs refused for good: their sources are handled alone next time.
-    pub(crate) fn refuse(&mut self, refused: Vec<RefusedOutput>) {
-        for r in refused {
-            tracing::error!(partition = self.tables.partition(), offset = r.source,
-                reason = r.reason, error = %r.error,
-                "an output was refused for good: after the rewind its source record is handled \
-                 alone, and goes to the error policy if refused again");
-            self.refused.insert(r.source, r);
-        }
-    }
-
-    /// Forgets refusals of records before `next` (committed: they never come again).
-    pub(crate) fn forget_refused_before(&mut self, next: Option<i64>) {
-        if let Some(next) = next {
-            self.refused = self.refused.split_off(&next);
-            self.condemned = self.condemned.split_off(&next);
-        }
-    }
-
-    /// Why `record` cannot be handed to the agent (its bytes cannot be read), if so.
-    fn unfit(record: &Record) -> Option<Failure> {
-        let why = record.unreadable.as_ref()?;
-        Some(Failure::Invalid {
-            reason: "header",
-            error: Error::BadHeader {
-                header: "(name)".into(),
-                reason: why.clone(),
-            },
-        })
-    }
-
-    /// Whether `record`'s output was refused before (see the field).
-    fn suspect(&self, record: &Record) -> bool {
-        self.refused.contains_key(&record.offset)
-    }
-}
 
 /// An event's failure to send: for good when the output was refused (the policy decides at
 /// once), otherwise an error retried like the agent's own.
@@ -120,7 +33,7 @@ fn output_failed(error: Error) -> Failure {
     }
 }
 
-/// Awaits the deliveries of an isolated suspect's outputs (see [`Work::refused`]).
+/// Awaits the deliveries of an isolated suspect's outputs (see `Work::refused`).
 async fn confirm_alone(outbox: &mut Outbox, from: usize) -> Result<(), (usize, Failure)> {
     let mine = outbox.take_pending_from(from);
     let confirmed = crate::io::outbox::confirm(mine).await;
@@ -149,25 +62,6 @@ async fn confirm_alone(outbox: &mut Outbox, from: usize) -> Result<(), (usize, F
             )),
         },
     }
-}
-
-/// Why the agent stopped before the end of the batch.
-pub(crate) enum Stopped {
-    /// The agent panicked on `records[next..next + count]` (one event, or one batch); the
-    /// actor restarts.
-    Panicked(String, usize),
-    /// The agent returned an error for `records[next..next + count]`.
-    Failed(String, usize),
-    /// `records[next]` does not decode (`reason`: key, value, null_value).
-    Invalid { reason: &'static str, error: Error },
-}
-
-/// The batch's outcome; `work` always comes back.
-pub(crate) struct Processed {
-    pub(crate) work: Work,
-    /// Index of the first record not finished (`records.len()` when all were).
-    pub(crate) next: usize,
-    pub(crate) stopped: Option<Stopped>,
 }
 
 /// Runs one agent for one partition.

@@ -19,9 +19,9 @@ use crate::io::lease::Lease;
 use crate::io::members::{Membership, Part};
 use crate::io::outbox::Outbox;
 use crate::io::reader::PartitionReader;
+use crate::io::transactional::Transactions;
 use crate::metrics::throughput::RateMeter;
 use crate::metrics::Metrics;
-use crate::runtime::agent_actor::Work;
 use crate::runtime::consumer::{NodeConsumer, NodeContext};
 use crate::runtime::messages::{Abandon, Assigned, Rebalances, Revoke, StopAll, Stray};
 use crate::runtime::partition::{
@@ -31,10 +31,12 @@ use crate::runtime::progress::{Progress, Watch};
 use crate::runtime::standby::Standby;
 use crate::runtime::start::{start_of, Start};
 use crate::runtime::topology::{SourceTopic, Topology};
-use crate::runtime::transaction::Transactions;
+use crate::runtime::work::Work;
 use crate::state::set::TableSet;
 use crate::state::store::Store;
 
+mod globals;
+mod rounds;
 mod standbys;
 use futures::channel::oneshot;
 
@@ -77,9 +79,11 @@ pub struct StandbyPlan {
 
 pub(crate) struct Running {
     pub(crate) addr: Addr<PartitionActor>,
+    /// Which start of the partition this is (see [`Join`](crate::runtime::messages::Join)).
+    pub(crate) started: usize,
     progress: Arc<Progress>,
     revoked: Arc<AtomicBool>,
-    /// Takes part in transaction rounds (exactly once; see `transaction::Join`).
+    /// Takes part in transaction rounds (exactly once; see `rounds`).
     pub(crate) joined: bool,
 }
 
@@ -107,7 +111,7 @@ pub struct Coordinator {
     /// Failed attempts to build one since it broke, and when to try next.
     pub(crate) rebuild_failures: u32,
     pub(crate) rebuild_after: Option<Instant>,
-    /// When the producer failed for good recently (see `transaction::GIVE_UP_AFTER`).
+    /// When the producer failed for good recently (see `rounds::GIVE_UP_AFTER`).
     pub(crate) producer_failures: Vec<Instant>,
     /// Lag, commit age and stalls of the partitions, exported at each tick.
     watch: Watch,
@@ -199,6 +203,8 @@ impl Coordinator {
         };
         let revoked = Arc::new(AtomicBool::new(false));
         let progress = Progress::new(start.committed);
+        // Which start of a partition this is (a Join from an earlier one is refused).
+        let started = self.next_worker;
         let init = PartitionInit {
             progress: progress.clone(),
             lease: self.init.lease.clone(),
@@ -220,7 +226,7 @@ impl Coordinator {
                 .me
                 .clone()
                 .filter(|_| self.init.transactions.is_some())
-                .map(Addr::recipient),
+                .map(|c| (c.recipient(), started)),
         };
         let worker = &self.init.workers[self.next_worker % self.init.workers.len()];
         self.next_worker += 1;
@@ -229,6 +235,7 @@ impl Coordinator {
             (topic, partition),
             Running {
                 addr,
+                started,
                 progress,
                 revoked,
                 joined: false,

@@ -12,14 +12,15 @@ use std::sync::{mpsc, Arc};
 
 use actix::prelude::*;
 use futures::channel::oneshot;
+use futures::future::Shared;
 
 use crate::io::reader::PartitionReader;
+pub(crate) use crate::io::transactional::Outcome;
+use crate::model::error::Error;
 use crate::model::record::Record;
-use crate::runtime::agent_actor::{Processed, Work};
 use crate::runtime::consumer::{NodeConsumer, NodeContext};
-use crate::runtime::partition::PartitionActor;
 use crate::runtime::start::Start;
-use crate::runtime::transaction::{Decision, Vote};
+use crate::runtime::work::Work;
 
 // The coordinator's inbox (from the consumer thread and the node).
 
@@ -93,7 +94,24 @@ impl Message for Forward {
     type Result = ();
 }
 
-// Exactly-once rounds (see `transaction`).
+// Exactly-once rounds (see `coordinator::rounds`).
+
+/// A round's decision, shared by every partition in it (a canceled one: no decision, abort).
+pub(crate) type Decision = Shared<oneshot::Receiver<Outcome>>;
+
+/// A partition's vote in a round.
+pub(crate) enum Vote {
+    /// Everything before `next` is written to the transaction; `wrote` when anything changed
+    /// since the last commit.
+    Ready {
+        topic: Arc<str>,
+        partition: i32,
+        next: Option<i64>,
+        wrote: bool,
+    },
+    /// The transaction must not commit, because of this.
+    Abort(String),
+}
 
 /// Asks a partition to finish its batch, write its changes to the transaction, vote, and wait
 /// for `decision`.
@@ -110,7 +128,9 @@ impl Message for Prepare {
 pub(crate) struct Join {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
-    pub(crate) addr: Addr<PartitionActor>,
+    /// Which start of the partition asks (the coordinator numbers them): a partition actor
+    /// replaced meanwhile is refused.
+    pub(crate) started: usize,
 }
 
 impl Message for Join {
@@ -125,6 +145,9 @@ impl Message for Abandon {
     type Result = ();
 }
 
+/// Why partitions abandon their work when the transactional producer fails for good.
+pub(crate) const PRODUCER_FAILED: &str = "the transactional producer failed";
+
 // The agent actor's inbox (from the partition actor).
 
 /// Handle `records[start..]` with `work`.
@@ -136,4 +159,23 @@ pub(crate) struct Process {
 
 impl Message for Process {
     type Result = Processed;
+}
+
+/// Why the agent stopped before the end of the batch.
+pub(crate) enum Stopped {
+    /// The agent panicked on `records[next..next + count]` (one event, or one batch); the
+    /// actor restarts.
+    Panicked(String, usize),
+    /// The agent returned an error for `records[next..next + count]`.
+    Failed(String, usize),
+    /// `records[next]` does not decode (`reason`: key, value, null_value).
+    Invalid { reason: &'static str, error: Error },
+}
+
+/// The batch's outcome; `work` always comes back.
+pub(crate) struct Processed {
+    pub(crate) work: Work,
+    /// Index of the first record not finished (`records.len()` when all were).
+    pub(crate) next: usize,
+    pub(crate) stopped: Option<Stopped>,
 }

@@ -38,16 +38,15 @@ use crate::metrics::status::Fatal;
 use crate::metrics::Metrics;
 use crate::model::error::Error;
 use crate::model::record::Record;
-use crate::runtime::agent_actor::{
-    close_windows_between_batches, AgentActor, Processed, Stopped, Work,
-};
-use crate::runtime::commit::Tail;
+use crate::runtime::agent_actor::{close_windows_between_batches, AgentActor};
 use crate::runtime::consumer::{NodeConsumer, NodeContext};
 pub(crate) use crate::runtime::messages::{Forward, Stop};
-use crate::runtime::messages::{Join, Process};
+use crate::runtime::messages::{Join, Process, Processed, Stopped};
 use crate::runtime::policy::{apply, Applied, Failed};
 use crate::runtime::progress::Progress;
 use crate::runtime::start::Start;
+use crate::runtime::work::Work;
+use cycle::steps::Tail;
 use decide::{decide, Backoff, Decision, Facts};
 
 mod cycle;
@@ -145,7 +144,7 @@ pub(crate) struct PartitionActor {
     settings: PartitionSettings,
     metrics: Metrics,
     /// Exactly once: the coordinator whose transaction rounds this partition joins.
-    join: Option<Recipient<Join>>,
+    join: Option<(Recipient<Join>, usize)>,
     /// Exactly once: uncommitted work was dropped outside a round, so the open transaction
     /// holds outputs of events that will be processed again: the next round must abort.
     poisoned: bool,
@@ -183,8 +182,8 @@ pub(crate) struct PartitionInit {
     pub(crate) revoked: Arc<AtomicBool>,
     pub(crate) settings: PartitionSettings,
     pub(crate) metrics: Metrics,
-    /// Exactly once: the coordinator to join (see `transaction::Join`).
-    pub(crate) join: Option<Recipient<Join>>,
+    /// Exactly once: the coordinator to join (see `coordinator::rounds`).
+    pub(crate) join: Option<(Recipient<Join>, usize)>,
     /// Shared with the coordinator (see `progress`).
     pub(crate) progress: Arc<Progress>,
     /// Whether the node may still write for its partitions.
@@ -270,7 +269,7 @@ impl PartitionActor {
             self.rewind(ctx);
         }
         match self.join.clone() {
-            Some(coordinator) => self.join_rounds(ctx, coordinator),
+            Some((coordinator, started)) => self.join_rounds(ctx, coordinator, started),
             None => self.start_reading(ctx),
         }
     }

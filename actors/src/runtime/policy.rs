@@ -5,7 +5,7 @@ use crate::api::policy::{DeadLetter, ErrorPolicy, OnError};
 use crate::io::dead_letter::{dead_letter, LetterFailed};
 use crate::metrics::Metrics;
 use crate::model::record::Record;
-use crate::runtime::agent_actor::Work;
+use crate::runtime::work::Work;
 
 /// What failed, for [`apply`].
 pub(crate) struct Failed<'a> {

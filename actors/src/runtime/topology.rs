@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::api::erased::AgentRef;
 use crate::model::codec::TopicCodecs;
 use crate::model::names::changelog_topic;
-use crate::state::table::TableSpec;
+use crate::state::spec::TableSpec;
 
 /// A source topic: its partition count, the agents that consume it, their tables.
 #[derive(Debug, Clone, Default)]

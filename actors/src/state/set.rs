@@ -11,11 +11,11 @@ use crate::metrics::Metrics;
 use crate::model::codec::TopicCodecs;
 use crate::model::error::{Error, Result};
 use crate::model::names::{changelog_topic, count_key, global_tree_name, tree_name, OFFSET_KEY};
-use crate::state::shard::{Change, CloseRecord, Shard, ShardOps};
-use crate::state::table::{
-    GlobalTable, GlobalView, Table, TableKey, TableSpec, TableValue, TableView,
-};
-use crate::state::window::WindowedTable;
+use crate::state::shard::Shard;
+use crate::state::spec::{Change, CloseRecord, ShardOps};
+use crate::state::spec::{TableKey, TableSpec, TableValue};
+use crate::state::table::{GlobalTable, GlobalView, Table, TableView};
+use crate::state::windowed::WindowedTable;
 use crate::state::windowed::{WindowShard, WindowView};
 
 /// Every table shard of one source partition, with the sled tree they live in.

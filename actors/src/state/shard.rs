@@ -17,12 +17,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::metrics::Metrics;
 use crate::model::codec::Codec;
-use crate::model::codec::TopicCodecs;
 use crate::model::error::{Error, Result};
 use crate::model::names::{data_prefix, OFFSET_KEY, STREAM_TIME_KEY};
-use crate::state::table::{TableKey, TableSpec, TableValue};
+use crate::state::spec::{Change, ShardOps, TableKey, TableSpec, TableValue};
 
 /// Reads the next source offset recorded in a partition tree.
 pub(crate) fn stored_offset(tree: &sled::Tree, path: &Path) -> Result<Option<i64>> {
@@ -222,31 +220,6 @@ impl<K: ShardKey, V: ShardValue> Shard<K, V> {
     }
 }
 
-/// What the partition actor does with a shard without knowing its types.
-pub(crate) trait ShardOps: Send {
-    /// The current event succeeded: forget its undo log.
-    fn end_event(&mut self);
-    /// The current event failed: restore every key it changed.
-    fn rollback_event(&mut self);
-    /// Writes every dirty entry into `batch` and, as (key, value-or-tombstone) bytes, into
-    /// `changes` for the changelog; returns the change in the number of keys.
-    fn stage(&self, batch: &mut sled::Batch, changes: &mut Vec<Change>) -> Result<i64>;
-    /// The staged batch is durable: entries become clean; the cache is trimmed to `max_cached`.
-    fn committed(&mut self, max_cached: usize);
-    /// Drops every cached entry, dirty ones included (rewind to the last commit).
-    fn discard(&mut self);
-    /// Whether anything waits for the next commit.
-    fn has_dirty(&self) -> bool;
-    fn as_any(&mut self) -> &mut dyn Any;
-    /// Closes the windows that stream time has passed (windowed tables only): marks them closed,
-    /// calls the table's callback and adds the records for its close topic to `out`.
-    fn close_due(&mut self, _codecs: &TopicCodecs, _out: &mut Vec<CloseRecord>) -> Result<()> {
-        Ok(())
-    }
-    /// Starts counting into the node's metrics (windowed tables count late and closed windows).
-    fn attach_metrics(&mut self, _metrics: &Metrics) {}
-}
-
 impl<K: ShardKey, V: ShardValue> ShardOps for Shard<K, V> {
     fn end_event(&mut self) {
         self.undo.clear();
@@ -311,17 +284,4 @@ impl<K: ShardKey, V: ShardValue> ShardOps for Shard<K, V> {
     fn as_any(&mut self) -> &mut dyn Any {
         self
     }
-}
-
-/// A window's final value, encoded for its table's close topic.
-pub(crate) struct CloseRecord {
-    pub(crate) topic: Arc<str>,
-    pub(crate) key: Vec<u8>,
-    pub(crate) value: Vec<u8>,
-}
-
-/// One table write as the changelog carries it: encoded key, encoded value or tombstone.
-pub(crate) struct Change {
-    pub(crate) key: Vec<u8>,
-    pub(crate) value: Option<Vec<u8>>,
 }

@@ -13,7 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::model::error::{Error, Result};
 use crate::model::names::{data_prefix, global_tree_name, tree_name};
 use crate::state::shard::stored_offset;
-use crate::state::table::{GlobalTable, Table, TableKey, TableSpec, TableValue};
+use crate::state::spec::{TableKey, TableSpec, TableValue};
+use crate::state::table::{GlobalTable, Table};
 
 const STAMP: &str = "CLUSTER_ID";
 

@@ -5,105 +5,12 @@
 //! partition, so the table must be keyed co-partitioned with the agent's source topic (count per
 //! URL, keyed by URL, fed by a topic keyed by URL).
 
-use std::hash::Hash;
 use std::marker::PhantomData;
-use std::sync::Arc;
-
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::model::codec::Codec;
 use crate::model::error::Result;
-use crate::state::shard::{Shard, ShardOps};
-use crate::state::window::WindowKind;
-
-/// What a table key must be: encodable, hashable for the write cache, cloneable for the undo log.
-pub trait TableKey: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + 'static {}
-impl<T: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + 'static> TableKey for T {}
-
-/// What a table value must be: encodable and cloneable for the undo log.
-pub trait TableValue: Serialize + DeserializeOwned + Clone + Send + 'static {}
-impl<T: Serialize + DeserializeOwned + Clone + Send + 'static> TableValue for T {}
-
-/// The untyped description of a table: its name and codecs. Agents list these in
-/// `Agent::tables` so the runtime can open, count and flush them.
-#[derive(Clone)]
-pub struct TableSpec {
-    /// Table name, unique in the app; later the changelog topic is `<app-id>-<name>-changelog`.
-    pub name: Arc<str>,
-    /// Codec of keys, in the store and in the changelog.
-    pub key_codec: Codec,
-    /// Codec of values, in the store and in the changelog.
-    pub value_codec: Codec,
-    /// A global table: every node holds every partition (see [`GlobalTable`]).
-    pub global: bool,
-    /// The window kind of a windowed table (see [`crate::WindowedTable`]).
-    pub window: Option<WindowKind>,
-    /// The topic a windowed table sends closed windows to, if any.
-    pub close_topic: Option<Arc<str>>,
-    /// Opens the typed shard of a windowed table (windowed shards open with their partition, so
-    /// that windows restored from the changelog close even before the next event).
-    pub(crate) opener: Option<Arc<dyn ShardOpener>>,
-}
-
-/// Opens one partition's shard of a table whose types only its handle knows.
-pub(crate) trait ShardOpener: Send + Sync {
-    fn open(&self, tree: sled::Tree, path: Arc<std::path::Path>) -> Result<Box<dyn ShardOps>>;
-}
-
-impl PartialEq for TableSpec {
-    fn eq(&self, other: &Self) -> bool {
-        (
-            &self.name,
-            self.key_codec,
-            self.value_codec,
-            self.global,
-            self.window,
-        ) == (
-            &other.name,
-            other.key_codec,
-            other.value_codec,
-            other.global,
-            other.window,
-        ) && self.close_topic == other.close_topic
-    }
-}
-
-impl Eq for TableSpec {}
-
-impl std::fmt::Debug for TableSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TableSpec")
-            .field("name", &self.name)
-            .field("key_codec", &self.key_codec)
-            .field("value_codec", &self.value_codec)
-            .field("global", &self.global)
-            .field("window", &self.window)
-            .field("close_topic", &self.close_topic)
-            .finish()
-    }
-}
-
-impl TableSpec {
-    fn plain(name: &str) -> Self {
-        TableSpec {
-            name: Arc::from(name),
-            key_codec: Codec::Json,
-            value_codec: Codec::Json,
-            global: false,
-            window: None,
-            close_topic: None,
-            opener: None,
-        }
-    }
-
-    pub(crate) fn new_windowed(name: &str, kind: WindowKind) -> Self {
-        TableSpec {
-            window: Some(kind),
-            ..TableSpec::plain(name)
-        }
-    }
-}
+use crate::state::shard::Shard;
+use crate::state::spec::{TableKey, TableSpec, TableValue};
 
 /// A typed handle on a partitioned table, like Faust's `app.Table(name)`: cheap to clone, kept
 /// in the agent, passed to [`crate::Event::table`] to reach the current partition's shard.

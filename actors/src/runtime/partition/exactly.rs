@@ -6,11 +6,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::PartitionActor;
+use crate::io::changelog;
 use crate::io::outbox::{confirm, RefusedOutput};
 use crate::model::names::applied_key;
-use crate::runtime::commit::write_changelogs;
-use crate::runtime::messages::{Abandon, Join, Prepare};
-use crate::runtime::transaction::{Outcome, Vote, PRODUCER_FAILED};
+use crate::runtime::messages::{Abandon, Join, Outcome, Prepare, Vote, PRODUCER_FAILED};
 
 /// What a partition wrote to the transaction and keeps for the store until the decision.
 struct Prepared {
@@ -34,11 +33,16 @@ impl PartitionActor {
     /// The wait does not block the mailbox: a `Stop` sent by a coordinator that is itself
     /// waiting for this partition to stop (a revoke or shutdown right after the assignment)
     /// is handled, and the answer then ignored. Forwarded records wait meanwhile.
-    pub(super) fn join_rounds(&mut self, ctx: &mut Context<Self>, coordinator: Recipient<Join>) {
+    pub(super) fn join_rounds(
+        &mut self,
+        ctx: &mut Context<Self>,
+        coordinator: Recipient<Join>,
+        started: usize,
+    ) {
         let join = Join {
             topic: self.topic.clone(),
             partition: self.partition,
-            addr: ctx.address(),
+            started,
         };
         self.in_round = true;
         ctx.spawn(
@@ -87,9 +91,14 @@ impl PartitionActor {
                 let why = format!("an output was not delivered: {undelivered}");
                 return Err((why, undelivered.refused));
             }
-            let logs = write_changelogs(producer, partition, &staged.changes)
+            let logs = changelog::write(producer, partition, &staged.changes)
                 .await
-                .map_err(|step| (step.to_string(), Vec::new()))?;
+                .map_err(|e| {
+                    (
+                        super::cycle::steps::Step::Delivery(e).to_string(),
+                        Vec::new(),
+                    )
+                })?;
             let mut batch = staged.batch;
             for (table, n) in logs {
                 batch.insert(applied_key(&table), &n.to_be_bytes());
@@ -139,8 +148,8 @@ impl PartitionActor {
                 if let Err(e) = work.tables.tree().apply_batch(prepared.batch) {
                     // The transaction stands: after the restart the tables restore from the
                     // committed changelog.
-                    let step = crate::runtime::commit::Step::Store(e.to_string());
-                    crate::runtime::commit::commit_failed(
+                    let step = super::cycle::steps::Step::Store(e.to_string());
+                    super::cycle::steps::commit_failed(
                         &self.metrics,
                         &self.topic,
                         self.partition,

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::Coordinator;
 use crate::model::names::{applied_key, changelog_topic, data_prefix, global_tree_name};
-use crate::runtime::coordinator::Coordinator;
 use crate::runtime::standby::{Source, Standby, Tailer};
 
 impl Coordinator {

@@ -1,11 +1,14 @@
-//! The partition actor's commit cycle, in two halves (see the parent module's doc).
+//! The partition actor's commit cycle, in two halves (see the parent module's doc): the actor
+//! side here, the steps themselves in [`steps`].
+
+pub(crate) mod steps;
 
 use std::sync::atomic::Ordering;
 
 use actix::prelude::*;
 
 use super::PartitionActor;
-use crate::runtime::commit::{apply_staged, commit_failed, flush_and_commit, Durable, Step};
+use steps::{apply_staged, commit_failed, flush_and_commit, Durable, Step, StoreRetry};
 
 impl PartitionActor {
     /// The commit cycle (see the module doc). The first half holds the partition's state; the
@@ -57,14 +60,16 @@ impl PartitionActor {
             previous: self.tail.clone(),
             db: self.db.clone(),
             consumer: self.consumer.clone(),
-            topic: self.topic.clone(),
-            partition: self.partition,
             next,
-            revoked: self.revoked.clone(),
-            backoff_max: self.settings.retry_backoff_max,
+            retry: StoreRetry {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                revoked: self.revoked.clone(),
+                backoff_max: self.settings.retry_backoff_max,
+            },
         };
         let first = async move {
-            let res = apply_staged(deliveries, producer, &changes, batch, tree, &d).await;
+            let res = apply_staged(deliveries, producer, &changes, batch, tree, &d.retry).await;
             (res, d)
         };
         Box::pin(first.into_actor(self).then(move |(res, d), act, ctx| {

@@ -26,9 +26,13 @@ use crate::model::codec::Codec;
 use crate::model::codec::TopicCodecs;
 use crate::model::error::{Error, Result};
 use crate::model::names::STREAM_TIME_KEY;
-use crate::state::shard::{Change, CloseRecord, Shard, ShardKey, ShardOps, ShardValue};
-use crate::state::table::{ShardOpener, TableKey, TableValue};
-use crate::state::window::{EventTime, Window, WindowKind, WindowResult, WindowedTable};
+use crate::state::shard::{Shard, ShardKey, ShardValue};
+use crate::state::spec::{Change, CloseRecord, ShardOps};
+use crate::state::spec::{ShardOpener, TableKey, TableValue};
+use crate::state::window::{EventTime, Window, WindowKind, WindowResult};
+
+mod handle;
+pub use handle::WindowedTable;
 
 const SIGN: u64 = 1 << 63;
 const OPEN: u8 = 1;
@@ -83,7 +87,7 @@ impl<K: TableKey> ShardKey for WKey<K> {
 fn not_windowed(what: &str, codec: Codec) -> Error {
     Error::Decode {
         what: "windowed table entry",
-        codec,
+        codec: codec.name(),
         reason: format!(
             "this {what} was not written by a windowed table (was the table plain before?)"
         ),
@@ -590,5 +594,4 @@ impl<K: TableKey, V: TableValue> WindowView<'_, K, V> {
 }
 
 #[cfg(test)]
-#[path = "windowed_tests.rs"]
 mod tests;
