@@ -6,14 +6,14 @@
 //! consumer groups, partitions and committed offsets.
 //!
 //! Module map, in the order a node starts:
-//! - [`app`]: [`App`], an app's agents and timers, registered in code.
+//! - `app`: [`App`], an app's agents and timers, registered in code.
 //! - [`config`]: typed configuration from defaults, a TOML file and `FAUST__*` variables, with
 //!   every error reported at once.
 //! - `topology`: the app compiled once from its agents and config: agents as configured,
 //!   every topic to find or create, tables and changelogs per source topic, global tables,
 //!   standby plan, codecs, the leader's partition. Every check of the app against its config.
 //! - `cli`: the `worker` / `validate` / `send` command line that [`App::main`] runs.
-//! - [`node`]: running an app: its subsystems (broker, store, web, runtime, services) started
+//! - `node`: running an app ([`App::run`], [`App::spawn`]): its subsystems (broker, store, web, runtime, services) started
 //!   in order and stopped in reverse.
 //! - `handle`: [`NodeInfo`], [`NodeReport`] and [`NodeHandle`], a node on a thread of its own.
 //! - `clients`: librdkafka settings of the node's clients; reaching the broker at start-up.
@@ -29,7 +29,7 @@
 //! The runtime itself (actors, tables, store, codecs) is the `faust-actors` crate, whose
 //! user-facing types are re-exported here.
 
-pub mod app;
+mod app;
 mod cli;
 mod clients;
 pub mod config;
@@ -39,7 +39,7 @@ pub mod embedded;
 pub mod error;
 pub mod generator;
 mod handle;
-pub mod node;
+mod node;
 pub mod send;
 mod standbys;
 pub mod timer;

@@ -301,3 +301,75 @@ fn standby_plan(config: &Config, runtime: &Runtime) -> Option<(usize, Vec<Part>)
     parts.dedup();
     (replicas > 0 && !parts.is_empty()).then_some((replicas, parts))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::PageViews;
+    use crate::App;
+
+    fn config(toml: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.toml");
+        std::fs::write(&path, toml).unwrap();
+        Config::load_with_env(&path, std::iter::empty()).unwrap()
+    }
+
+    const BASE: &str = r#"
+[app]
+id = "t"
+[broker]
+bootstrap = "embedded"
+[topics.page_views]
+partitions = 4
+key_codec = "string"
+[topics.clicks]
+partitions = 2
+"#;
+
+    #[test]
+    fn an_app_compiles_once_into_everything_the_node_needs() {
+        let app = App::new().agent(PageViews::new());
+        let t = Topology::compile(&app.agents, &config(BASE)).unwrap();
+        assert_eq!(t.runtime.source_topics(), ["page_views"]);
+        let source = t.runtime.source("page_views").unwrap();
+        assert_eq!(source.partitions, 4);
+        assert_eq!(source.agents.len(), 1);
+        let changelog = (
+            Arc::from("page_counts"),
+            "t-page_counts-changelog".to_owned(),
+        );
+        assert_eq!(source.changelogs, [changelog]);
+        let mut topics: Vec<(&str, i32, bool)> = t
+            .topics
+            .iter()
+            .map(|n| (n.name.as_str(), n.partitions, n.compact))
+            .collect();
+        topics.sort();
+        assert_eq!(
+            topics,
+            [
+                ("clicks", 2, false),
+                ("page_views", 4, false),
+                ("t-members", 1, true),
+                ("t-page_counts-changelog", 4, true),
+                ("t-page_views-dlq", 4, false),
+            ]
+        );
+        let parts = (0..4).map(|p| ("page_views".to_owned(), p)).collect();
+        assert_eq!(t.standbys, Some((1, parts)));
+        assert_eq!(t.leader.as_deref(), Some("page_views"));
+        assert!(t.runtime.global_tables.is_empty());
+        assert_eq!(t.agents()[0].policy().dead_letter_topic, "t-page_views-dlq");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let app = App::new().agent(PageViews::on_topic("missing"));
+        let toml = format!("{BASE}[agents.nobody]\non_error = \"skip\"\n");
+        let err = Topology::compile(&app.agents, &config(&toml)).unwrap_err();
+        let keys: Vec<&str> = err.issues.iter().map(|i| i.key.as_str()).collect();
+        assert!(keys.contains(&"topics.missing"), "{keys:?}");
+        assert!(keys.contains(&"agents.nobody"), "{keys:?}");
+    }
+}

@@ -5,6 +5,11 @@
 //! stay alive (a partition actor that stops on its own is restarted from its last commit), and
 //! computes per-agent throughput every second. Membership itself is Kafka's consumer group:
 //! nothing here replaces it.
+//!
+//! Its parts, as submodules: `standbys` (warm copies placed by the members topic, promoted in
+//! place on assignment), `globals` (each node's full copy of the global tables), `rounds`
+//! (exactly once: node-wide commit rounds in one Kafka transaction, and the producer rebuilt
+//! after it fails for good).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,7 +66,7 @@ pub struct CoordinatorInit {
     /// Standby replicas: `None` when the app has no tables or wants none.
     pub standbys: Option<StandbyPlan>,
     /// Exactly once: the node's transactional producer (`producer` is the same one), and
-    /// commits run in node-wide rounds (see `transaction`). `None`: at least once.
+    /// commits run in node-wide rounds (see `coordinator::rounds`). `None`: at least once.
     pub transactions: Option<Transactions>,
     /// Whether the node may still write for its partitions (see `lease`).
     pub lease: Lease,

@@ -1,5 +1,5 @@
 //! Every message the runtime's actors exchange, in one file: who may ask whom for what. The
-//! handlers live with their actors (`coordinator`, `partition`, `agent_actor`, `transaction`).
+//! handlers live with their actors (`coordinator` and its `rounds`, `partition`, `agent_actor`).
 //!
 //! - The consumer thread tells the coordinator of rebalances ([`Assigned`], [`Revoke`]) and of
 //!   records that reach the main queue ([`Stray`]); the node asks it to stop ([`StopAll`]).

@@ -11,7 +11,7 @@
 //! 3. apply the dirty table entries, the key counts and the next source offset to the sled tree
 //!    in one atomic batch; processing resumes here;
 //! 4. on the arbiter, after the previous cycle's: flush sled to disk, then commit the source
-//!    offset to Kafka (`cycle.rs`). A cycle that finds this still running is skipped; on revoke,
+//!    offset to Kafka (`cycle`, its steps in `cycle::steps`). A cycle that finds this still running is skipped; on revoke,
 //!    stop and halt the whole cycle is awaited.
 //!
 //! An offset is therefore committed only after every effect of the events before it is
@@ -20,7 +20,7 @@
 //! back to the last commit, so those events are processed again.
 //!
 //! Submodules: `cycle` (the commit cycle), `decide` (what to do about a failed event: a pure
-//! function), `exactly` (its side of exactly-once rounds), `messages` (stop, forwarded
+//! function), `exactly` (its side of exactly-once rounds), `handlers` (stop, forwarded
 //! records), `restore` (tables from changelogs), `rewind` (halt and seek back).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,7 +69,7 @@ pub struct PartitionSettings {
     pub retry_backoff_max: Duration,
     /// Clean cache entries kept per table and partition after a commit.
     pub cache_keys: usize,
-    /// Commits are node-wide Kafka transactions (see `transaction`), not this actor's cycle.
+    /// Commits are node-wide Kafka transactions (see `coordinator::rounds`), not this actor's cycle.
     pub exactly_once: bool,
     /// Outputs stamped further ahead of the clock than this are refused at once (see
     /// `outbox`): the broker would refuse them, and their produce batch with them.
@@ -92,7 +92,7 @@ enum BatchOutcome {
     /// The partition was revoked before the batch started: not processed, left to the next owner.
     Skipped(Work),
     /// Exactly once: a send failed inside the open transaction, which can now only abort; the
-    /// partition waits for the round instead of retrying (see `transaction`).
+    /// partition waits for the round instead of retrying (see `coordinator::rounds`).
     Doomed(Work),
     /// An event kept failing while the partition was being revoked.
     Interrupted(Work),

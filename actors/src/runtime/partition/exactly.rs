@@ -1,4 +1,4 @@
-//! The partition's side of exactly-once rounds (see `transaction`): join between rounds,
+//! The partition's side of exactly-once rounds (see `coordinator::rounds`): join between rounds,
 //! prepare and vote, then apply the decision.
 
 use std::sync::Arc;
@@ -129,7 +129,7 @@ impl PartitionActor {
         }))
     }
 
-    /// Applies a round's decision (see `transaction`).
+    /// Applies a round's decision (see `coordinator::rounds`).
     fn decided(
         &mut self,
         ctx: &mut Context<Self>,
