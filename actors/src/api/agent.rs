@@ -168,7 +168,7 @@ impl<K, V> Event<'_, K, V> {
     ///
     /// # Errors
     /// The table is not declared by an agent of this topic or is used with other types, or the
-    /// event has no time ([`Error::NoEventTime`]).
+    /// event has no time ([`Error::NoEventTime`](crate::Error::NoEventTime)).
     pub fn window<TK: TableKey, TV: TableValue>(
         &mut self,
         table: &WindowedTable<TK, TV>,

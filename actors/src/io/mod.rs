@@ -1,11 +1,11 @@
 //! # io: the Kafka side
 //!
 //! Uses `model`, `metrics` and `state`.
-//! - [`reader`]: one partition's own queue, read asynchronously in batches.
-//! - [`outbox`]: where a record goes (`Target`), an event's records staged until it finishes,
+//! - `reader`: one partition's own queue, read asynchronously in batches.
+//! - `outbox`: where a record goes (`Target`), an event's records staged until it finishes,
 //!   handed to the producer with their source offset, and their acknowledgements (a refused one
 //!   names its source record).
-//! - [`dead_letter`]: writing one dead letter, cut or re-stamped until the topic takes it.
+//! - `dead_letter`: writing one dead letter, cut or re-stamped until the topic takes it.
 //! - [`changelog`]: **where the changelog is written and restored**: a commit's table writes
 //!   sent ahead of the offset, and a partition's tables rebuilt from its changelogs.
 //! - [`members`]: who is in the group and what each holds (a compacted topic), and standby

@@ -3,7 +3,7 @@
 //!
 //! Layout of a partition's tree (`partition/<topic>/<partition>`):
 //! - `d/<table>\0<key bytes>` -> value bytes, encoded with the table's codecs (a windowed
-//!   table keeps its stream time under [`STREAM_TIME_KEY`] after that prefix);
+//!   table keeps its stream time under `STREAM_TIME_KEY` after that prefix);
 //! - `m/offset` -> the next source offset to read, written in the same batch as the data, so the
 //!   store always says which events its tables already contain;
 //! - `m/count/<table>` -> number of keys of that table in this partition;

@@ -1,12 +1,12 @@
 //! Every message the runtime's actors exchange, in one file: who may ask whom for what. The
 //! handlers live with their actors (`coordinator` and its `rounds`, `partition`, `agent_actor`).
 //!
-//! - The consumer thread tells the coordinator of rebalances ([`Assigned`], [`Revoke`]) and of
-//!   records that reach the main queue ([`Stray`]); the node asks it to stop ([`StopAll`]).
-//! - The coordinator tells a partition actor to stop with a commit ([`Stop`]), to take a stray
-//!   record ([`Forward`]), and, under exactly once, to take part in a round ([`Prepare`]) or to
-//!   drop its uncommitted work ([`Abandon`]); a partition asks to join rounds ([`Join`]).
-//! - A partition actor lends its work to an agent actor with each batch ([`Process`]).
+//! - The consumer thread tells the coordinator of rebalances (`Assigned`, `Revoke`) and of
+//!   records that reach the main queue (`Stray`); the node asks it to stop ([`StopAll`]).
+//! - The coordinator tells a partition actor to stop with a commit (`Stop`), to take a stray
+//!   record (`Forward`), and, under exactly once, to take part in a round (`Prepare`) or to
+//!   drop its uncommitted work (`Abandon`); a partition asks to join rounds (`Join`).
+//! - A partition actor lends its work to an agent actor with each batch (`Process`).
 
 use std::sync::{mpsc, Arc};
 

@@ -167,7 +167,7 @@ impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
         self
     }
 
-    /// Sends each closed window to `topic`: key = the table key, value = a [`WindowResult`],
+    /// Sends each closed window to `topic`: key = the table key, value = a [`WindowResult`](crate::WindowResult),
     /// encoded with the topic's codecs, acknowledged before the close is committed.
     pub fn close_topic(mut self, topic: &str) -> Self {
         self.spec.close_topic = Some(Arc::from(topic));
