@@ -88,6 +88,8 @@ pub(crate) struct Running {
     pub(crate) started: usize,
     progress: Arc<Progress>,
     revoked: Arc<AtomicBool>,
+    /// The assignment was lost: the partition must commit nothing more.
+    lost: Arc<AtomicBool>,
     /// Takes part in transaction rounds (exactly once; see `rounds`).
     pub(crate) joined: bool,
 }
@@ -207,6 +209,7 @@ impl Coordinator {
             return;
         };
         let revoked = Arc::new(AtomicBool::new(false));
+        let lost = Arc::new(AtomicBool::new(false));
         let progress = Progress::new(start.committed);
         // Which start of a partition this is (a Join from an earlier one is refused).
         let started = self.next_worker;
@@ -225,6 +228,7 @@ impl Coordinator {
             start,
             seek_on_start,
             revoked: revoked.clone(),
+            lost: lost.clone(),
             settings: self.init.settings.clone(),
             metrics: self.init.metrics.clone(),
             join: self
@@ -243,6 +247,7 @@ impl Coordinator {
                 started,
                 progress,
                 revoked,
+                lost,
                 joined: false,
             },
         ) {
@@ -314,6 +319,9 @@ impl Coordinator {
             .iter()
             .filter_map(|k| self.partitions.remove(k))
             .map(|r| {
+                // At once, not when the message arrives: a commit in between would write this
+                // node's stale state after the new owner's.
+                r.lost.store(true, Ordering::SeqCst);
                 r.revoked.store(true, Ordering::SeqCst);
                 r.addr.send(Abandon("the assignment was lost"))
             })
@@ -471,10 +479,13 @@ impl Handler<Revoke> for Coordinator {
     fn handle(&mut self, msg: Revoke, ctx: &mut Self::Context) {
         let done = msg.done;
         if msg.lost {
+            // The lease stays suspended (after a freeze) until every lost partition has
+            // dropped its work: none of them may write in between.
+            let lease = self.init.lease.clone();
             self.drop_partitions(msg.parts, ctx, move || {
+                lease.rejoined();
                 let _ = done.send(());
             });
-            self.init.lease.rejoined();
             return;
         }
         self.init.lease.rejoined();

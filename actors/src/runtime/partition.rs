@@ -131,6 +131,9 @@ pub(crate) struct PartitionActor {
     /// Offset of the first record seen: where a rewind goes when nothing was committed yet.
     first_seen: Option<i64>,
     revoked: Arc<AtomicBool>,
+    /// Set by the coordinator as soon as it learns the assignment was lost, before the
+    /// `Abandon` message arrives: from then on the partition commits nothing.
+    lost: Arc<AtomicBool>,
     /// Set when Stop arrives: no batch is taken after the final commit (its effects would be
     /// uncommitted, and its outputs sent again by the next owner).
     stopping: bool,
@@ -180,6 +183,8 @@ pub(crate) struct PartitionInit {
     /// Seek back to `start` first (a restart after the previous actor died mid-batch).
     pub(crate) seek_on_start: bool,
     pub(crate) revoked: Arc<AtomicBool>,
+    /// The assignment was lost (see the actor's field).
+    pub(crate) lost: Arc<AtomicBool>,
     pub(crate) settings: PartitionSettings,
     pub(crate) metrics: Metrics,
     /// Exactly once: the coordinator to join (see `coordinator::rounds`).
@@ -212,6 +217,7 @@ impl PartitionActor {
             next: init.start.at,
             first_seen: None,
             revoked: init.revoked,
+            lost: init.lost,
             stopping: false,
             seek_on_start: init.seek_on_start,
             reading: None,

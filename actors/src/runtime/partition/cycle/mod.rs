@@ -21,6 +21,10 @@ impl PartitionActor {
             // Exactly once, commits are the coordinator's transaction rounds.
             return Box::pin(fut::ready(true));
         }
+        if self.lost.load(Ordering::SeqCst) {
+            // The assignment was lost: the new owner's state wins; nothing is written.
+            return Box::pin(fut::ready(false));
+        }
         if !self.lease.valid() {
             if !std::mem::replace(&mut self.lease_lapsed, true) {
                 tracing::warn!(topic = %self.topic, partition = self.partition,
