@@ -1,6 +1,6 @@
 //! # faust-actors: the runtime of faust-rs
 //!
-//! Five layers, each using only those listed before it (`../shared/tools/module-cycles`
+//! Six layers, each using only those listed before it (`../shared/tools/module-cycles`
 //! checks that no layer reaches up):
 //! - [`model`]: records, codecs, the error type, and every name the runtime writes (internal
 //!   topics, the store's key layout).
