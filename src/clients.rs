@@ -43,6 +43,12 @@ pub(crate) fn reader_config(config: &Config, bootstrap: &str) -> ClientConfig {
     c
 }
 
+/// The `transactional.id` of node `node_id` of the app: one per node, kept across restarts
+/// (the store holds the node id), so a restarted node fences its earlier self.
+pub(crate) fn transactional_id(config: &Config, node_id: &str) -> String {
+    format!("{}-{node_id}", config.app.id)
+}
+
 /// Settings of the node's transactional producer (exactly once): `<app id>-<node id>`, the node
 /// id kept in the store, so a restarted node fences its crashed self at once. A transaction left
 /// open by a crash blocks `read_committed` readers of its partitions until the broker aborts
@@ -54,7 +60,7 @@ pub(crate) fn transactional_config(
     node_id: &str,
 ) -> ClientConfig {
     let mut c = client_config(config, bootstrap);
-    c.set("transactional.id", format!("{}-{node_id}", config.app.id));
+    c.set("transactional.id", transactional_id(config, node_id));
     if !config
         .broker
         .librdkafka
@@ -151,7 +157,7 @@ pub(crate) async fn open_transactions(
              transaction.state.log.replication.factor <= the number of brokers)"
         ))
     })?;
-    tracing::info!(transactional_id = %format!("{}-{node_id}", config.app.id),
+    tracing::info!(transactional_id = %transactional_id(config, node_id),
         "exactly once: transactional producer ready");
     Ok(transactions)
 }

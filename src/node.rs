@@ -28,7 +28,7 @@ use std::time::Duration;
 use faust_actors::metrics::status::{Fatal, Status};
 use faust_actors::{Metrics, OnClusterMismatch, Store};
 
-use crate::clients::masked;
+use crate::clients::{masked, transactional_id};
 
 use crate::app::App;
 use crate::config::Config;
@@ -227,13 +227,13 @@ async fn wait_for_stop(
 ) -> Option<Error> {
     let needed = node.topology.topics.clone();
     let counts_changed = topics::watch_counts(broker.producer.clone(), needed, COUNTS_EVERY);
-    let app = &node.topology.config.app.id;
+    let config = &node.topology.config;
     tokio::select! {
         () = shutdown => None,
         fatal = status.failed() => Some(match fatal {
-            Fatal::StoreFailed => Error::StoreFailed { path: node.topology.config.store_path() },
+            Fatal::StoreFailed => Error::StoreFailed { path: config.store_path() },
             Fatal::ProducerGivenUp => Error::ProducerFencedOut {
-                transactional_id: format!("{app}-{}", store.node_id().unwrap_or_default()),
+                transactional_id: transactional_id(config, &store.node_id().unwrap_or_default()),
             },
         }),
         e = counts_changed => Some(e),

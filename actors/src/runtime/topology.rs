@@ -91,9 +91,4 @@ impl Topology {
     pub fn source(&self, topic: &str) -> Option<&SourceTopic> {
         self.sources.get(topic)
     }
-
-    /// Whether any agent has a table.
-    pub fn has_tables(&self) -> bool {
-        self.sources.values().any(|s| !s.tables.is_empty())
-    }
 }
