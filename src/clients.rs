@@ -33,6 +33,16 @@ pub(crate) fn client_config(config: &Config, bootstrap: &str) -> ClientConfig {
     c
 }
 
+/// Settings of the node's producers: [`client_config`] and, unless `[broker.librdkafka]` names
+/// one, Java's key partitioner ([`crate::config::BrokerConfig::partitioner`]).
+pub(crate) fn producer_config(config: &Config, bootstrap: &str) -> ClientConfig {
+    let mut c = client_config(config, bootstrap);
+    if !config.broker.librdkafka.contains_key("partitioner") {
+        c.set("partitioner", config.broker.partitioner().librdkafka_name());
+    }
+    c
+}
+
 /// Settings of the node's own readers (changelog restore, standbys, global tables): exactly
 /// once, they see only committed transactions.
 pub(crate) fn reader_config(config: &Config, bootstrap: &str) -> ClientConfig {
@@ -59,7 +69,7 @@ pub(crate) fn transactional_config(
     bootstrap: &str,
     node_id: &str,
 ) -> ClientConfig {
-    let mut c = client_config(config, bootstrap);
+    let mut c = producer_config(config, bootstrap);
     c.set("transactional.id", transactional_id(config, node_id));
     if !config
         .broker

@@ -54,8 +54,8 @@ pub use error::Error;
 pub use faust_actors::{
     register_codec, Agent, AgentError, Batch, BatchAgent, BatchEvent, Clock, Codec, CustomCodec,
     DeadLetter, ErrorPolicy, Event, EventTime, GlobalTable, GlobalView, Header, ManualClock,
-    Metrics, OnError, Record, SendOptions, Store, SystemClock, Table, TableSpec, TableView, Window,
-    WindowKind, WindowResult, WindowView, WindowedTable, SOURCE_HEADER,
+    Metrics, OnError, Partitioner, Record, SendOptions, Store, SystemClock, Table, TableSpec,
+    TableView, Window, WindowKind, WindowResult, WindowView, WindowedTable, SOURCE_HEADER,
 };
 pub use handle::{NodeHandle, NodeInfo, NodeReport};
 pub use timer::{Timer, TimerContext};

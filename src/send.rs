@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use faust_actors::Codec;
+use faust_actors::Partitioner;
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -116,6 +117,10 @@ pub async fn send(args: &SendArgs, config: Option<&Config>) -> Result<(i32, i64)
         for (k, v) in &c.broker.librdkafka {
             client.set(k, v);
         }
+    }
+    if !config.is_some_and(|c| c.broker.librdkafka.contains_key("partitioner")) {
+        // The node's default: keys land where a node's queries and joins look for them.
+        client.set("partitioner", Partitioner::default().librdkafka_name());
     }
     let producer: FutureProducer = client
         .set("bootstrap.servers", &broker)

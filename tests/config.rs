@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use faust::config::{Config, Guarantee, LogFormat};
+use faust::Partitioner;
 
 fn write(dir: &Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("node.toml");
@@ -46,6 +47,34 @@ fn defaults_then_file_then_environment() {
     assert_eq!(c.topics["orders"].partitions, 8);
     assert_eq!(c.broker.librdkafka["security.protocol"], "SASL_SSL");
     assert_eq!(c.log.format, LogFormat::Human);
+    assert_eq!(
+        c.broker.partitioner(),
+        Partitioner::Murmur2,
+        "Java's, by default"
+    );
+}
+
+#[test]
+fn the_partitioner_is_one_faust_rs_can_route_keys_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "[app]\nid = \"shop\"\n");
+    let with = |p: &str| {
+        Config::load_with_env(&path, env(&[("FAUST__BROKER__LIBRDKAFKA__PARTITIONER", p)]))
+    };
+    let c = with("consistent_random").unwrap();
+    assert_eq!(c.broker.partitioner(), Partitioner::Crc32);
+    assert_eq!(c.broker.librdkafka["partitioner"], "consistent_random");
+    assert_eq!(
+        with("murmur2").unwrap().broker.partitioner(),
+        Partitioner::Murmur2
+    );
+    let text = with("fnv1a_random").unwrap_err().to_string();
+    assert!(
+        text.contains(
+            "broker.librdkafka.partitioner: `fnv1a_random` does not place a key by its bytes alone"
+        ),
+        "{text}"
+    );
 }
 
 #[test]

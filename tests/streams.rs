@@ -135,6 +135,13 @@ fn group_by_rekeys_through_the_repartition_topic_and_the_table_is_keyed_by_the_n
         changelog_at, users_at,
         "each user's table entry lives in the partition its events were re-keyed to"
     );
+    for (user, p) in &users_at {
+        assert_eq!(
+            *p,
+            faust::Partitioner::Murmur2.partition(user.as_bytes(), common::PARTITIONS),
+            "{user} re-keyed to the partition Java's murmur2 gives (Kafka Streams, Faust agree)"
+        );
+    }
     assert!(
         users_at
             .values()

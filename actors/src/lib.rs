@@ -43,6 +43,7 @@ pub use metrics::Metrics;
 pub use model::codec::{register_codec, Codec, CustomCodec, TopicCodecs};
 pub use model::error::{Error, Result};
 pub use model::names::{self, SOURCE_HEADER};
+pub use model::partitioner::{self, Partitioner};
 pub use model::record::{Header, Record};
 pub use state::spec::TableSpec;
 pub use state::store::{OnClusterMismatch, Store};

@@ -88,6 +88,17 @@ impl BrokerConfig {
     pub fn is_embedded(&self) -> bool {
         self.bootstrap == EMBEDDED
     }
+
+    /// The function that puts a keyed record in its partition: `[broker.librdkafka]
+    /// partitioner` when it names one faust-rs can compute too (`murmur2_random`, `murmur2`,
+    /// `consistent_random`, `consistent`; [`Config::check`] refuses the others), else Java's
+    /// murmur2, so faust-rs partitions like Java clients, Kafka Streams and Faust.
+    pub fn partitioner(&self) -> faust_actors::Partitioner {
+        self.librdkafka
+            .get("partitioner")
+            .and_then(|p| faust_actors::Partitioner::from_librdkafka(p))
+            .unwrap_or_default()
+    }
 }
 
 /// `[store]`.
@@ -381,6 +392,18 @@ impl Config {
                 bad(
                     &format!("broker.librdkafka.{key}"),
                     "is set by faust-rs itself and cannot be overridden".into(),
+                );
+            }
+        }
+        if let Some(p) = self.broker.librdkafka.get("partitioner") {
+            if faust_actors::Partitioner::from_librdkafka(p).is_none() {
+                bad(
+                    "broker.librdkafka.partitioner",
+                    format!(
+                        "`{p}` does not place a key by its bytes alone, and faust-rs must know \
+                         where each key lives (tables, queries, co-partitioned topics): use \
+                         murmur2_random (Java's, the default) or consistent_random"
+                    ),
                 );
             }
         }

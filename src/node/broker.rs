@@ -7,7 +7,7 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, Producer};
 
 use super::Node;
-use crate::clients::{client_config, connect, reader_config};
+use crate::clients::{connect, producer_config, reader_config};
 use crate::error::Error;
 use crate::topics;
 
@@ -28,13 +28,14 @@ impl Broker {
     pub(super) async fn connect(node: &Node) -> Result<Self, Error> {
         let (config, bootstrap) = (&node.topology.config, &node.bootstrap);
         let needed = &node.topology.topics;
-        let mut producer_config = client_config(config, bootstrap);
+        let mut producer_config = producer_config(config, bootstrap);
         if !config.broker.librdkafka.contains_key("enable.idempotence") {
             // In order and without gaps per partition, even across retries: a changelog then
             // holds a prefix of each commit's records, which windowed tables rely on (stream
             // time last).
             producer_config.set("enable.idempotence", "true");
         }
+        bound_delivery_time(&mut producer_config, config);
         let producer: FutureProducer =
             producer_config
                 .create()
@@ -64,5 +65,38 @@ impl Broker {
         let flushed =
             tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
         (!matches!(flushed, Ok(Ok(())))).then_some("flushing the producer")
+    }
+}
+
+/// A record the producer still holds when the node freezes must never reach the broker after
+/// the group has handed its partition to another node: a plain producer is not fenced, so an
+/// old changelog value sent on waking would land after the new owner's and roll the table back
+/// at the next failover. The group hands a partition over at the earliest one session timeout
+/// after the last heartbeat, and heartbeats go every third of it; so a record that has waited
+/// half the session timeout is expired by librdkafka before it sends anything after a freeze
+/// (it scans for timed-out records first when its threads wake), and the failed delivery
+/// rewinds the partition like any other. A `message.timeout.ms` (or `delivery.timeout.ms`)
+/// under `[broker.librdkafka]` is honoured; longer than that bound it keeps the window open,
+/// which the log says.
+fn bound_delivery_time(producer: &mut rdkafka::ClientConfig, config: &crate::config::Config) {
+    let bound = (config.broker.session_timeout / 2).max(Duration::from_millis(500));
+    let given = ["message.timeout.ms", "delivery.timeout.ms"]
+        .iter()
+        .find_map(|k| config.broker.librdkafka.get(*k).map(|v| (*k, v)));
+    match given {
+        None => {
+            producer.set("message.timeout.ms", bound.as_millis().to_string());
+        }
+        Some((key, value)) => {
+            if value
+                .parse::<u128>()
+                .map_or(true, |ms| ms > bound.as_millis())
+            {
+                tracing::warn!(key, value = %value, bound_ms = bound.as_millis() as u64,
+                    "a producer delivery timeout longer than half the session timeout: records \
+                     queued when the node freezes may still be sent after another node took \
+                     over their partitions");
+            }
+        }
     }
 }

@@ -6,6 +6,8 @@
 //!   registers, and which codecs each topic uses.
 //! - [`names`]: every name the runtime writes: internal topics (changelog, dead-letter,
 //!   repartition, members) and the sled key layout.
+//! - [`partitioner`]: which partition a key goes to (Java's murmur2 by default), for the
+//!   producer and for routing queries alike.
 //! - [`fault`]: the one place that classifies a failure: transient, this record, or fatal.
 //! - [`error`]: this crate's one error type.
 
@@ -13,4 +15,5 @@ pub mod codec;
 pub mod error;
 pub mod fault;
 pub mod names;
+pub mod partitioner;
 pub mod record;
