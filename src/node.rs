@@ -166,7 +166,7 @@ async fn node_main(
     };
     let web_addr = web.as_ref().and_then(|w| w.addrs.first().copied());
     let runtime = Runtime::start(&node, &broker, &store, &metrics).await?;
-    let services = Services::start(&node, &broker, &metrics)?;
+    let services = Services::start(&node, &broker, &store, &metrics)?;
     let web_handle = web.map(|w| {
         actix::spawn(w.server);
         w.handle

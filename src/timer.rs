@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use faust_actors::{AgentError, Clock, Metrics, TopicCodecs};
+use faust_actors::state::spec::{TableKey, TableValue};
+use faust_actors::{AgentError, Clock, GlobalTable, Metrics, Store, TopicCodecs};
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -128,6 +129,7 @@ pub struct TimerContext {
     producer: Option<FutureProducer>,
     codecs: Arc<TopicCodecs>,
     metrics: Metrics,
+    store: Option<Store>,
 }
 
 impl TimerContext {
@@ -141,12 +143,51 @@ impl TimerContext {
             producer,
             codecs,
             metrics,
+            store: None,
         }
+    }
+
+    /// The same context, reading global tables from `store`.
+    pub(crate) fn with_store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// The node's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The value of `key` in the global `table`, as this node's copy holds it (the same copy
+    /// agents read; it follows the table's changelog, committed writes only).
+    ///
+    /// # Errors
+    /// The store cannot be read, or the key or value does not fit the table's codecs.
+    pub fn global<K: TableKey, V: TableValue>(
+        &self,
+        table: &GlobalTable<K, V>,
+        key: &K,
+    ) -> Result<Option<V>, AgentError> {
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| AgentError::msg("this timer runs without a store"))?;
+        Ok(store.global_get(table, key)?)
+    }
+
+    /// Every key and value of the global `table`, as this node's copy holds it.
+    ///
+    /// # Errors
+    /// As [`TimerContext::global`].
+    pub fn global_contents<K: TableKey, V: TableValue>(
+        &self,
+        table: &GlobalTable<K, V>,
+    ) -> Result<std::collections::HashMap<K, V>, AgentError> {
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| AgentError::msg("this timer runs without a store"))?;
+        Ok(store.global_contents(table)?)
     }
 
     /// Sends `key`/`value` to `topic` with its codecs and waits for the acknowledgement.

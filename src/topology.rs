@@ -6,14 +6,14 @@
 //! works any of this out again: the node starts its subsystems from it and the runtime (the
 //! coordinator, the consumer, the partitions) shares [`Runtime`], its compiled part.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use faust_actors::api::repartition::Stage;
 use faust_actors::io::members::Part;
 use faust_actors::names::{changelog_topic, dead_letter_topic, members_topic, repartition_topic};
 use faust_actors::runtime::topology::Topology as Runtime;
-use faust_actors::{AgentRef, ErrorPolicy, OnError, TopicCodecs};
+use faust_actors::{AgentRef, ErrorPolicy, OnError, TableSpec, TopicCodecs};
 
 use crate::config::{AgentConfig, Config, ConfigErrors, Issue};
 use crate::topics::Needed;
@@ -146,7 +146,8 @@ impl Topology {
             bad(String::new(), "the app has no agents".into());
         }
         let mut names = BTreeSet::new();
-        let mut tables = BTreeSet::new();
+        // Each table with the first agent that declares it and that agent's topics.
+        let mut tables: BTreeMap<String, (String, Vec<String>, TableSpec)> = BTreeMap::new();
         for name in config.agents.keys() {
             if !agents.iter().any(|a| a.name() == name) {
                 bad(
@@ -169,11 +170,32 @@ impl Topology {
                 }
             }
             for spec in agent.tables() {
-                if !tables.insert(spec.name.to_string()) {
-                    bad(
+                let name = agent.name();
+                match tables.get(&*spec.name) {
+                    None => {
+                        let first = (name.to_owned(), topics.clone(), spec.clone());
+                        tables.insert(spec.name.to_string(), first);
+                    }
+                    Some((other, _, first)) if *first != spec => bad(
                         String::new(),
-                        format!("table `{}` is declared twice", spec.name),
-                    );
+                        format!(
+                            "table `{}` is declared by agents `{other}` and `{name}` with \
+                             different codecs or kinds: one table has one definition; share \
+                             one handle",
+                            spec.name
+                        ),
+                    ),
+                    Some((other, theirs, _)) if *theirs != topics => bad(
+                        String::new(),
+                        format!(
+                            "table `{}` is used by agent `{other}` (topics {theirs:?}) and agent \
+                             `{name}` (topics {topics:?}): a table is sharded like its source \
+                             topic, so the agents that share it must consume the same topic \
+                             (co-partitioned groups of topics are not supported yet)",
+                            spec.name
+                        ),
+                    ),
+                    Some(_) => {}
                 }
                 if topics.len() != 1 {
                     bad(String::new(), format!("agent `{}` has table `{}` but consumes {} topics: a table is sharded like exactly one source topic", agent.name(), spec.name, topics.len()));
@@ -255,6 +277,11 @@ fn needed(app_id: &str, config: &Config, agents: &[AgentRef]) -> Vec<Needed> {
             continue;
         };
         for table in agent.tables() {
+            let changelog = changelog_topic(app_id, &table.name);
+            if out.iter().any(|n| n.name == changelog) {
+                // Shared with another agent of the topic: one changelog, one close topic.
+                continue;
+            }
             let closes = table.close_topic.as_deref();
             if let Some(close) = closes.filter(|c| !config.topics.contains_key(*c)) {
                 out.push(Needed {
@@ -269,7 +296,7 @@ fn needed(app_id: &str, config: &Config, agents: &[AgentRef]) -> Vec<Needed> {
                 });
             }
             out.push(Needed {
-                name: changelog_topic(app_id, &table.name),
+                name: changelog,
                 partitions: t.partitions,
                 replication: t.replication,
                 compact: true,
@@ -371,5 +398,51 @@ partitions = 2
         let keys: Vec<&str> = err.issues.iter().map(|i| i.key.as_str()).collect();
         assert!(keys.contains(&"topics.missing"), "{keys:?}");
         assert!(keys.contains(&"agents.nobody"), "{keys:?}");
+    }
+
+    #[test]
+    fn a_table_shared_by_agents_of_different_topics_is_refused_with_the_reason() {
+        let counts = crate::demo::page_counts();
+        let a = App::new().agent(PageViews::new());
+        let clicks = crate::demo::PageViews::on_topic("clicks");
+        let mut agents = a.agents.clone();
+        agents.push(faust_actors::AgentRef::new(Renamed(clicks)));
+        let err = Topology::compile(&agents, &config(BASE)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!(
+                "table `{}` is used by agent `page_views` (topics [\"page_views\"]) and agent \
+                 `clicks` (topics [\"clicks\"]): a table is sharded like its source topic",
+                counts.name()
+            )),
+            "{text}"
+        );
+    }
+
+    /// A demo agent under another name.
+    struct Renamed(PageViews);
+
+    impl faust_actors::Agent for Renamed {
+        type Key = String;
+        type Value = crate::demo::PageView;
+
+        fn name(&self) -> &str {
+            "clicks"
+        }
+
+        fn topics(&self) -> Vec<String> {
+            self.0.topics()
+        }
+
+        fn tables(&self) -> Vec<faust_actors::TableSpec> {
+            self.0.tables()
+        }
+
+        async fn handle(
+            &self,
+            event: &mut faust_actors::Event<'_, String, crate::demo::PageView>,
+        ) -> Result<(), faust_actors::AgentError> {
+            self.0.handle(event).await
+        }
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use faust_actors::{Metrics, SystemClock};
+use faust_actors::{Metrics, Store, SystemClock};
 use prometheus::IntCounter;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,14 +28,20 @@ impl Services {
     ///
     /// # Errors
     /// The generator's counter cannot be registered.
-    pub(super) fn start(node: &Node, broker: &Broker, metrics: &Metrics) -> Result<Self, Error> {
+    pub(super) fn start(
+        node: &Node,
+        broker: &Broker,
+        store: &Store,
+        metrics: &Metrics,
+    ) -> Result<Self, Error> {
         let config = &node.topology.config;
         actix::spawn(crate::clients::watch_broker(
             broker.producer.clone(),
             metrics.clone(),
         ));
         let codecs = node.topology.runtime.codecs.clone();
-        let context = TimerContext::new(Some(broker.producer.clone()), codecs, metrics.clone());
+        let context = TimerContext::new(Some(broker.producer.clone()), codecs, metrics.clone())
+            .with_store(store.clone());
         let leader = node.topology.leader.clone().unwrap_or_default();
         let timers = node
             .timers

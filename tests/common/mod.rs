@@ -42,6 +42,9 @@ pub const TEST_AGENTS: &[&str] = &[
     "batcher",
     "emit_then_fail",
     "stuck",
+    "views_by_url",
+    "views_again",
+    "lookup",
 ];
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -162,9 +165,18 @@ impl Kafka {
         &self,
         records: impl Iterator<Item = (&'a str, &'a [u8], Option<i64>)>,
     ) {
+        self.produce_to(&self.topic, records);
+    }
+
+    /// As [`Kafka::produce_timed`], to `topic`.
+    pub fn produce_to<'a>(
+        &self,
+        topic: &str,
+        records: impl Iterator<Item = (&'a str, &'a [u8], Option<i64>)>,
+    ) {
         let producer: ThreadedProducer<_> = self.client().create().expect("producer");
         for (k, v, ts) in records {
-            let mut record = BaseRecord::to(&self.topic).key(k).payload(v);
+            let mut record = BaseRecord::to(topic).key(k).payload(v);
             if let Some(ts) = ts {
                 record = record.timestamp(ts);
             }

@@ -65,6 +65,14 @@ pub enum Error {
         /// The source topic of the partition.
         topic: String,
     },
+    /// An agent wrote a global table that agents of another topic declare and write.
+    #[error("global table `{table}` is written by the agents that declare it; an agent of topic `{topic}` can only read it")]
+    GlobalTableReadOnly {
+        /// The table's name.
+        table: String,
+        /// The source topic of the agent that tried to write.
+        topic: String,
+    },
     /// A windowed table could not tell an event's time.
     #[error("windowed table `{table}` has no event time for the record at {topic}[{partition}]@{offset}: {why}")]
     NoEventTime {

@@ -165,6 +165,7 @@ impl Coordinator {
         let db = self.init.store.db().clone();
         let path = self.init.store.path().clone();
         let specs = source.tables.clone();
+        let globals = self.init.topology.global_specs();
         let producer = self.init.producer.clone();
         let codecs = self.init.topology.codecs.clone();
         let cache = self.init.settings.cache_keys;
@@ -183,7 +184,8 @@ impl Coordinator {
                 partition,
                 specs.clone(),
                 cache,
-            )?;
+            )?
+            .reading_globals(&db, &globals)?;
             tables.attach_metrics(&metrics);
             let mut outbox = Outbox::new(producer.clone(), codecs.clone())
                 .max_timestamp_ahead(ahead)

@@ -19,7 +19,8 @@ pub struct SourceTopic {
     pub partitions: i32,
     /// The agents consuming the topic, in registration order.
     pub agents: Vec<AgentRef>,
-    /// The tables of those agents: a partition of the topic holds one shard of each.
+    /// The tables of those agents, each once however many declare it: a partition of the topic
+    /// holds one shard of each, which every agent of the topic sees.
     pub tables: Vec<TableSpec>,
     /// Each table with its changelog topic (same order as `tables`).
     pub changelogs: Vec<(Arc<str>, String)>,
@@ -58,7 +59,11 @@ impl Topology {
                 let source = sources.entry(topic.clone()).or_default();
                 source.partitions = partitions(&topic);
                 source.agents.push(agent.clone());
+                // A table several agents of the topic declare is one table.
                 for t in &tables {
+                    if source.tables.contains(t) {
+                        continue;
+                    }
                     let changelog = changelog_topic(app_id, &t.name);
                     source.changelogs.push((t.name.clone(), changelog));
                     source.tables.push(t.clone());
@@ -66,12 +71,11 @@ impl Topology {
             }
             let first = agent.topics().into_iter().next();
             let n = first.as_deref().map_or(1, &partitions);
-            global_tables.extend(
-                tables
-                    .iter()
-                    .filter(|t| t.global)
-                    .map(|t| (t.name.clone(), n)),
-            );
+            for t in tables.iter().filter(|t| t.global) {
+                if !global_tables.iter().any(|(name, _)| *name == t.name) {
+                    global_tables.push((t.name.clone(), n));
+                }
+            }
         }
         Topology {
             app_id: app_id.into(),
@@ -85,6 +89,17 @@ impl Topology {
     /// The source topics, in name order.
     pub fn source_topics(&self) -> Vec<String> {
         self.sources.keys().cloned().collect()
+    }
+
+    /// The global tables as their agents declare them (each once).
+    pub fn global_specs(&self) -> Vec<TableSpec> {
+        let mut out: Vec<TableSpec> = Vec::new();
+        for t in self.sources.values().flat_map(|s| &s.tables) {
+            if t.global && !out.iter().any(|o| o.name == t.name) {
+                out.push(t.clone());
+            }
+        }
+        out
     }
 
     /// The source `topic`, if the app consumes it.

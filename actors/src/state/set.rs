@@ -31,8 +31,13 @@ pub struct TableSet {
     path: Arc<Path>,
     specs: Vec<TableSpec>,
     shards: HashMap<Arc<str>, Box<dyn ShardOps>>,
-    /// The node-wide copies of the global tables among `specs`.
+    /// The node-wide copies of the global tables: those among `specs`, which this partition's
+    /// agents write, and those of other topics' agents ([`TableSet::reading_globals`]).
     globals: HashMap<Arc<str>, sled::Tree>,
+    /// Global tables other topics' agents write, as declared: read-only here.
+    foreign: Vec<TableSpec>,
+    /// Their typed read-only shards, created on first use.
+    readers: HashMap<Arc<str>, Box<dyn std::any::Any + Send>>,
     counts: HashMap<Arc<str>, u64>,
     max_cached: usize,
 }
@@ -105,9 +110,31 @@ impl TableSet {
             specs,
             shards,
             globals,
+            foreign: Vec::new(),
+            readers: HashMap::new(),
             counts,
             max_cached,
         })
+    }
+
+    /// Lets this partition's agents read every global table of the app in `globals`, also
+    /// those other topics' agents write (read-only: their writes belong to the partitions of the
+    /// topic that declares them).
+    ///
+    /// # Errors
+    /// The store cannot open a global table's tree.
+    pub(crate) fn reading_globals(mut self, db: &sled::Db, globals: &[TableSpec]) -> Result<Self> {
+        for spec in globals {
+            if self.globals.contains_key(&spec.name) {
+                continue;
+            }
+            let tree = db
+                .open_tree(global_tree_name(&spec.name))
+                .map_err(|e| Error::store(&self.path, e))?;
+            self.globals.insert(spec.name.clone(), tree);
+            self.foreign.push(spec.clone());
+        }
+        Ok(self)
     }
 
     /// The typed shard of `table`, created on first use.
@@ -183,8 +210,35 @@ impl TableSet {
         &mut self,
         table: &GlobalTable<K, V>,
     ) -> Result<GlobalView<'_, K, V>> {
-        self.view(table.as_table())?;
         let name = table.name();
+        if let Some(spec) = self.foreign.iter().find(|s| &*s.name == name) {
+            if *spec != table.spec() {
+                return Err(Error::TableTypeMismatch {
+                    table: name.to_owned(),
+                });
+            }
+            let tree = &self.globals[name];
+            let reader = self.readers.entry(spec.name.clone()).or_insert_with(|| {
+                Box::new(Shard::<K, V>::new(
+                    spec.clone(),
+                    tree.clone(),
+                    self.path.clone(),
+                ))
+            });
+            let shard =
+                reader
+                    .downcast_mut::<Shard<K, V>>()
+                    .ok_or_else(|| Error::TableTypeMismatch {
+                        table: name.to_owned(),
+                    })?;
+            return Ok(GlobalView {
+                shard,
+                global: tree,
+                path: &self.path,
+                writes: Err(self.topic.clone()),
+            });
+        }
+        self.view(table.as_table())?;
         let global = self
             .globals
             .get(name)
@@ -196,6 +250,7 @@ impl TableSet {
             shard,
             global,
             path: &self.path,
+            writes: Ok(()),
         })
     }
 

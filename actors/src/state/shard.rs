@@ -116,6 +116,11 @@ impl<K: ShardKey, V: ShardValue> Shard<K, V> {
         }
     }
 
+    /// The table's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.spec.name
+    }
+
     fn store_key(&self, key: &K) -> Result<Vec<u8>> {
         let mut k = self.prefix.clone();
         k.extend(key.encode_key(self.spec.key_codec)?);

@@ -256,6 +256,31 @@ impl Store {
         Ok(out)
     }
 
+    /// The value of `key` in the global `table` as this node holds it (the copy every node
+    /// keeps by tailing the table's changelog), as timers and queries read it.
+    ///
+    /// # Errors
+    /// The store failed, the key does not encode, or the value does not decode.
+    pub fn global_get<K: TableKey, V: TableValue>(
+        &self,
+        table: &GlobalTable<K, V>,
+        key: &K,
+    ) -> Result<Option<V>> {
+        let spec = table.spec();
+        let tree = self
+            .db
+            .open_tree(global_tree_name(&spec.name))
+            .map_err(|e| Error::store(&self.path, e))?;
+        let stored = [
+            data_prefix(&spec.name),
+            spec.key_codec.encode("table key", key)?,
+        ]
+        .concat();
+        let raw = tree.get(stored).map_err(|e| Error::store(&self.path, e))?;
+        raw.map(|v| spec.value_codec.decode("table value", &v))
+            .transpose()
+    }
+
     /// Decodes every entry of `spec`'s table in tree `tree` into `out`.
     fn decode_into<K: TableKey, V: TableValue>(
         &self,

@@ -6,9 +6,10 @@
 //! URL, keyed by URL, fed by a topic keyed by URL).
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use crate::model::codec::Codec;
-use crate::model::error::Result;
+use crate::model::error::{Error, Result};
 use crate::state::shard::Shard;
 use crate::state::spec::{TableKey, TableSpec, TableValue};
 
@@ -197,6 +198,8 @@ pub struct GlobalView<'a, K: TableKey, V: TableValue> {
     pub(crate) shard: &'a mut Shard<K, V>,
     pub(crate) global: &'a sled::Tree,
     pub(crate) path: &'a std::path::Path,
+    /// `Err(topic)`: read by an agent of `topic`, which does not write the table.
+    pub(crate) writes: std::result::Result<(), Arc<str>>,
 }
 
 impl<K: TableKey, V: TableValue> GlobalView<'_, K, V> {
@@ -224,6 +227,7 @@ impl<K: TableKey, V: TableValue> GlobalView<'_, K, V> {
     /// # Errors
     /// As [`TableView::insert`].
     pub fn insert(&mut self, key: K, value: V) -> Result<()> {
+        self.writable()?;
         self.shard.put(key, Some(value))
     }
 
@@ -232,7 +236,20 @@ impl<K: TableKey, V: TableValue> GlobalView<'_, K, V> {
     /// # Errors
     /// As [`TableView::remove`].
     pub fn remove(&mut self, key: &K) -> Result<()> {
+        self.writable()?;
         self.shard.put(key.clone(), None)
+    }
+
+    /// Only the agents of the topic that declares a global table write it: their partitions
+    /// hold its shards and changelog partitions.
+    fn writable(&self) -> Result<()> {
+        self.writes
+            .as_ref()
+            .map_err(|topic| Error::GlobalTableReadOnly {
+                table: self.shard.name().to_owned(),
+                topic: topic.to_string(),
+            })
+            .copied()
     }
 
     /// Every key and value of the whole table as this node holds it.
