@@ -18,8 +18,11 @@
 //! - `handle`: [`NodeInfo`], [`NodeReport`] and [`NodeHandle`], a node on a thread of its own.
 //! - `clients`: librdkafka settings of the node's clients; reaching the broker at start-up.
 //! - `topics`: finding and creating the topics the topology needs, checking partition counts.
-//! - `standbys`: joining the members topic when tables want standby replicas.
-//! - `web`: `/metrics` (Prometheus), `/healthz` and `/readyz`.
+//! - `standbys`: joining the members topic when the app has tables (standby placement, and
+//!   where table queries are forwarded).
+//! - `web`: `/metrics` (Prometheus), `/healthz`, `/readyz` and the table queries.
+//! - `queries`: `GET /tables...`: a table's keys and values from the node that holds them,
+//!   forwarded there by any node.
 //! - [`timer`]: periodic tasks (every interval or cron), optionally on the leader only.
 //! - [`send`]: `faust-node send`, one record produced by hand.
 //! - [`embedded`]: the in-process broker used when `broker.bootstrap = "embedded"`.
@@ -40,6 +43,7 @@ pub mod error;
 pub mod generator;
 mod handle;
 mod node;
+mod queries;
 pub mod send;
 mod standbys;
 pub mod timer;

@@ -160,12 +160,25 @@ async fn node_main(
         on_mismatch,
         config.store.cache_mb << 20,
     )?;
+    let tables = crate::queries::Slot::default();
     let web = match config.web.enabled {
-        true => Some(web::start(&config.web.bind, metrics.clone(), &store_path)?),
+        true => Some(web::start(
+            &config.web.bind,
+            metrics.clone(),
+            &store_path,
+            tables.clone(),
+        )?),
         false => None,
     };
     let web_addr = web.as_ref().and_then(|w| w.addrs.first().copied());
-    let runtime = Runtime::start(&node, &broker, &store, &metrics).await?;
+    let runtime = Runtime::start(&node, &broker, &store, &metrics, web_addr).await?;
+    let _ = tables.set(crate::queries::Queries {
+        runtime: node.topology.runtime.clone(),
+        store: store.clone(),
+        partitioner: config.broker.partitioner(),
+        metrics: metrics.clone(),
+        directory: runtime.directory(),
+    });
     let services = Services::start(&node, &broker, &store, &metrics)?;
     let web_handle = web.map(|w| {
         actix::spawn(w.server);

@@ -310,7 +310,8 @@ fn needed(app_id: &str, config: &Config, agents: &[AgentRef]) -> Vec<Needed> {
 }
 
 /// The standby plan: the most replicas any table asks for (`[tables.<name>] standby_replicas`,
-/// default 1) and every partition of each source topic with tables; `None` when that is none.
+/// default 1, may be 0) and every partition of each source topic with tables; `None` when the
+/// app has no tables.
 fn standby_plan(config: &Config, runtime: &Runtime) -> Option<(usize, Vec<Part>)> {
     let mut parts = Vec::new();
     let mut replicas = 0;
@@ -326,7 +327,8 @@ fn standby_plan(config: &Config, runtime: &Runtime) -> Option<(usize, Vec<Part>)
     }
     parts.sort();
     parts.dedup();
-    (replicas > 0 && !parts.is_empty()).then_some((replicas, parts))
+    // With zero replicas the members topic still serves table queries (who holds what).
+    (!parts.is_empty()).then_some((replicas, parts))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The node's HTTP server (actix-web, on the node's actix runtime): `GET /metrics` in the
 //! Prometheus text format, `GET /healthz` and `GET /readyz` (both read the node's typed
-//! [`Status`](faust_actors::metrics::status::Status), not the gauges that report it).
+//! [`Status`](faust_actors::metrics::status::Status), not the gauges that report it), and the
+//! table queries under `/tables` (see `queries`).
 
 use std::net::SocketAddr;
 
@@ -88,16 +89,26 @@ pub(crate) struct Web {
 ///
 /// # Errors
 /// [`Error::WebBind`] when the address cannot be bound.
-pub(crate) fn start(bind: &str, metrics: Metrics, store: &std::path::Path) -> Result<Web, Error> {
+pub(crate) fn start(
+    bind: &str,
+    metrics: Metrics,
+    store: &std::path::Path,
+    tables: crate::queries::Slot,
+) -> Result<Web, Error> {
     let data = web::Data::new(metrics);
     let store = web::Data::new(Store(store.to_path_buf()));
+    let tables = web::Data::new(tables);
     let http = HttpServer::new(move || {
         actix_web::App::new()
             .app_data(data.clone())
             .app_data(store.clone())
+            .app_data(tables.clone())
             .route("/metrics", web::get().to(self::metrics))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
+            .route("/tables", web::get().to(crate::queries::list))
+            .route("/tables/{table}", web::get().to(crate::queries::page))
+            .route("/tables/{table}/{key}", web::get().to(crate::queries::get))
     })
     .workers(1)
     .disable_signals()

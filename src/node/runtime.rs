@@ -1,10 +1,12 @@
 //! The runtime as the node starts it: the transactional producer (exactly once), the worker
 //! arbiters, the coordinator, and the consumer thread that feeds it rebalances.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix::prelude::*;
 use faust_actors::io::lease::Lease;
+use faust_actors::io::members::Directory;
 use faust_actors::runtime::consumer::{ConsumerInit, ConsumerThread};
 use faust_actors::runtime::coordinator::{Coordinator, CoordinatorInit};
 use faust_actors::runtime::messages::StopAll;
@@ -20,6 +22,8 @@ use crate::standbys::standby_plan;
 
 /// The started runtime; stop it with [`Runtime::stop`].
 pub(super) struct Runtime {
+    /// The members' view (`None` when the app has no tables).
+    directory: Option<Directory>,
     coordinator: Addr<Coordinator>,
     consumer: ConsumerThread,
     workers: Vec<Arbiter>,
@@ -36,6 +40,7 @@ impl Runtime {
         broker: &Broker,
         store: &Store,
         metrics: &Metrics,
+        web: Option<SocketAddr>,
     ) -> Result<Self, Error> {
         let (config, bootstrap) = (&node.topology.config, &node.bootstrap);
         let transactions = match config.processing.guarantee {
@@ -46,6 +51,8 @@ impl Runtime {
             }
         };
         let workers: Vec<Arbiter> = (0..config.workers()).map(|_| Arbiter::new()).collect();
+        let standbys = standby_plan(&node.topology, &client_config(config, bootstrap), web)?;
+        let directory = standbys.as_ref().map(|s| s.membership.directory());
         let p = &config.processing;
         let coordinator = Coordinator::new(CoordinatorInit {
             topology: node.topology.runtime.clone(),
@@ -68,7 +75,7 @@ impl Runtime {
             },
             workers: workers.iter().map(Arbiter::handle).collect(),
             stop_timeout: p.shutdown_timeout,
-            standbys: standby_plan(&node.topology, &client_config(config, bootstrap))?,
+            standbys,
             transactions,
             lease: Lease::start(config.broker.session_timeout, Some(metrics.clone())),
         })
@@ -82,10 +89,16 @@ impl Runtime {
             coordinator: Coordinator::rebalances(&coordinator),
         })?;
         Ok(Runtime {
+            directory,
             coordinator,
             consumer,
             workers,
         })
+    }
+
+    /// The members' view, for table queries.
+    pub(super) fn directory(&self) -> Option<Directory> {
+        self.directory.clone()
     }
 
     /// How many worker arbiters run partitions.

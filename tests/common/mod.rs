@@ -174,7 +174,12 @@ impl Kafka {
         topic: &str,
         records: impl Iterator<Item = (&'a str, &'a [u8], Option<i64>)>,
     ) {
-        let producer: ThreadedProducer<_> = self.client().create().expect("producer");
+        // Keys placed as Java clients place them (and as the node's queries look for them).
+        let producer: ThreadedProducer<_> = self
+            .client()
+            .set("partitioner", "murmur2_random")
+            .create()
+            .expect("producer");
         for (k, v, ts) in records {
             let mut record = BaseRecord::to(topic).key(k).payload(v);
             if let Some(ts) = ts {

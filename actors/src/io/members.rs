@@ -30,6 +30,9 @@ pub type Part = (String, i32);
 #[derive(Debug, Serialize, Deserialize)]
 struct Announcement {
     active: Vec<Part>,
+    /// The member's web server (table queries are forwarded there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    web: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +40,50 @@ struct Member {
     active: Vec<Part>,
     /// Record timestamp of the last announcement, ms since the epoch.
     at_ms: i64,
+    web: Option<String>,
+}
+
+/// A live member that holds a partition, as the members topic says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Its node id.
+    pub node: String,
+    /// Its web server's address, if it serves one.
+    pub web: Option<String>,
+}
+
+/// A read-only view of the members, cheap to clone (for the web server's table queries).
+#[derive(Debug, Clone)]
+pub struct Directory {
+    node: String,
+    view: Arc<Mutex<HashMap<String, Member>>>,
+    live_for: Duration,
+}
+
+impl Directory {
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The live members other than this node that announce `part` as active (normally one;
+    /// two for a moment during a rebalance).
+    pub fn owners(&self, part: &Part) -> Vec<Owner> {
+        let cutoff = now_ms() - self.live_for.as_millis() as i64;
+        let Ok(view) = self.view.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<Owner> = view
+            .iter()
+            .filter(|(node, m)| **node != self.node && m.at_ms >= cutoff && m.active.contains(part))
+            .map(|(node, m)| Owner {
+                node: node.clone(),
+                web: m.web.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.node.cmp(&b.node));
+        out
+    }
 }
 
 /// This node's view of the members, kept current by a reader thread.
@@ -48,6 +95,7 @@ pub struct Membership {
     live_for: Duration,
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
+    web: Option<String>,
 }
 
 fn now_ms() -> i64 {
@@ -103,7 +151,14 @@ impl Membership {
             live_for,
             stop,
             reader: Some(reader),
+            web: None,
         })
+    }
+
+    /// Announces `web` as this node's web server from now on.
+    pub fn with_web(mut self, web: Option<String>) -> Self {
+        self.web = web;
+        self
     }
 
     /// This node's id.
@@ -111,10 +166,20 @@ impl Membership {
         &self.node
     }
 
+    /// A read-only view of the members for other parts of the node.
+    pub fn directory(&self) -> Directory {
+        Directory {
+            node: self.node.clone(),
+            view: self.view.clone(),
+            live_for: self.live_for,
+        }
+    }
+
     /// Announces this node's active partitions (also its heartbeat).
     pub fn publish(&self, active: &[Part]) {
         let value = serde_json::to_vec(&Announcement {
             active: active.to_vec(),
+            web: self.web.clone(),
         })
         .unwrap_or_default();
         let record = BaseRecord::to(&self.topic)
@@ -175,6 +240,7 @@ fn read(consumer: BaseConsumer, view: &Mutex<HashMap<String, Member>>, stop: &At
                     Member {
                         active: a.active,
                         at_ms,
+                        web: a.web,
                     },
                 );
             }

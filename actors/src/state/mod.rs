@@ -15,10 +15,13 @@
 //!   agent actor stages them (see `runtime::agent_actor`).
 //! - [`store`]: the node's sled database, stamped with its Kafka cluster id, and the offsets
 //!   and changelog positions it holds.
+//! - [`query`]: reading a table from outside the agents (HTTP queries): JSON keys and
+//!   values, committed state only.
 //! - `hot_path`: the hot path's steps, exposed (hidden) for the criterion micro-benchmarks.
 
 #[doc(hidden)]
 pub mod hot_path;
+pub mod query;
 #[doc(hidden)]
 pub mod set;
 pub mod shard;

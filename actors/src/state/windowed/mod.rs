@@ -36,7 +36,8 @@ pub use handle::WindowedTable;
 
 const SIGN: u64 = 1 << 63;
 const OPEN: u8 = 1;
-const CLOSED: u8 = 2;
+/// The first byte of a closed window's stored value.
+pub(crate) const CLOSED: u8 = 2;
 
 /// A windowed table's shard key: its stream time, or one window of one key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -62,16 +63,9 @@ impl<K: TableKey> ShardKey for WKey<K> {
         if bytes == STREAM_TIME_KEY {
             return Ok(WKey::StreamTime);
         }
-        match bytes.split_first() {
-            Some((1, rest)) if rest.len() >= 8 => {
-                let (time, key) = rest.split_at(8);
-                let raw = u64::from_be_bytes(time.try_into().unwrap_or_default());
-                Ok(WKey::Window(
-                    (raw ^ SIGN) as i64,
-                    codec.decode("table key", key)?,
-                ))
-            }
-            _ => Err(not_windowed("key", codec)),
+        match window_key(bytes) {
+            Some((start, key)) => Ok(WKey::Window(start, codec.decode("table key", key)?)),
+            None => Err(not_windowed("key", codec)),
         }
     }
 
@@ -81,6 +75,19 @@ impl<K: TableKey> ShardKey for WKey<K> {
 
     fn written_last(&self) -> bool {
         matches!(self, WKey::StreamTime)
+    }
+}
+
+/// A window entry's start and key bytes, from its store key after the table's prefix (`None`:
+/// not a window entry).
+pub(crate) fn window_key(bytes: &[u8]) -> Option<(i64, &[u8])> {
+    match bytes.split_first() {
+        Some((1, rest)) if rest.len() >= 8 => {
+            let (time, key) = rest.split_at(8);
+            let raw = u64::from_be_bytes(time.try_into().ok()?);
+            Some(((raw ^ SIGN) as i64, key))
+        }
+        _ => None,
     }
 }
 
