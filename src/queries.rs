@@ -95,10 +95,9 @@ fn unavailable(message: String) -> HttpResponse {
         .json(json!({ "error": message }))
 }
 
-/// The queries, or 503 while the node is starting.
-fn ready(slot: &Slot) -> Result<&Queries, HttpResponse> {
-    slot.get()
-        .ok_or_else(|| unavailable("the node is starting; its tables are not open yet".into()))
+/// The answer while the node is starting (the slot is still empty).
+fn starting() -> HttpResponse {
+    unavailable("the node is starting; its tables are not open yet".into())
 }
 
 /// A key from its text in a path: JSON, or else a string.
@@ -108,9 +107,8 @@ fn key_of(text: &str) -> Value {
 
 /// `GET /tables`.
 pub(crate) async fn list(slot: web::Data<Slot>) -> HttpResponse {
-    let q = match ready(&slot) {
-        Ok(q) => q,
-        Err(r) => return r,
+    let Some(q) = slot.get() else {
+        return starting();
     };
     let mut tables = Vec::new();
     for name in q.names() {
@@ -160,9 +158,8 @@ pub(crate) async fn page(
     params: web::Query<Page>,
 ) -> HttpResponse {
     use actix_web::http::StatusCode;
-    let q = match ready(&slot) {
-        Ok(q) => q,
-        Err(r) => return r,
+    let Some(q) = slot.get() else {
+        return starting();
     };
     let Some(t) = q.table(&table) else {
         let message = format!("no table `{table}` in this app (tables: {:?})", q.names());
@@ -200,9 +197,8 @@ pub(crate) async fn get(
     request: HttpRequest,
 ) -> HttpResponse {
     use actix_web::http::StatusCode;
-    let q = match ready(&slot) {
-        Ok(q) => q,
-        Err(r) => return r,
+    let Some(q) = slot.get() else {
+        return starting();
     };
     let (table, text) = path.into_inner();
     let Some(t) = q.table(&table) else {
