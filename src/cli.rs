@@ -1,5 +1,6 @@
-//! The command line of a node binary: `worker --config FILE`, `validate --config FILE` and
-//! `send TOPIC --key K --value V`.
+//! The command line of a node binary: `worker --config FILE`, `validate --config FILE`,
+//! `send TOPIC --key K --value V`, and asking a running node about its tables: `tables` and
+//! `table get NAME KEY`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,75 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// List the tables of a running node: kind, source topic, keys it holds per partition.
+    Tables {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Read a running node's tables.
+    Table {
+        #[command(subcommand)]
+        command: TableCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TableCommand {
+    /// Print KEY's value in table NAME as JSON, from whichever node holds it (any node
+    /// forwards). Exit code 1 when the key has no value.
+    Get {
+        /// The table.
+        name: String,
+        /// The key: JSON (`42`, `"42"`), or else taken as a string (`/page/1`).
+        key: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+/// Which running node to ask.
+#[derive(Debug, clap::Args)]
+struct NodeArgs {
+    /// The node's web address (host:port); default: `web.bind` of --config.
+    #[arg(long)]
+    node: Option<String>,
+    /// The node's TOML config file (for `web.bind`).
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    fn address(&self, app: &App) -> Result<String, String> {
+        match (&self.node, &self.config) {
+            (Some(n), _) => Ok(n.clone()),
+            (None, Some(c)) => load(app, c).map(|c| c.web.bind),
+            (None, None) => Ok(Config::default().web.bind),
+        }
+    }
+}
+
+/// Prints a node's answer: its body on stdout when it is 200, else the error on stderr.
+fn print_answer(
+    answer: Result<crate::ask::Answer, String>,
+    ok: impl Fn(&serde_json::Value) -> String,
+) -> ExitCode {
+    match answer {
+        Ok(a) if a.status == 200 => {
+            print!("{}", ok(&a.body));
+            ExitCode::SUCCESS
+        }
+        Ok(a) => {
+            let error = a.body["error"]
+                .as_str()
+                .map_or_else(|| a.body.to_string(), str::to_owned);
+            eprintln!("error ({}): {error}", a.status);
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 impl App {
@@ -148,6 +218,25 @@ where
                 }
             }
         }
+        Command::Tables { node } => match node.address(&app) {
+            Ok(addr) => print_answer(crate::ask::ask(&addr, "/tables"), crate::ask::tables_text),
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(BAD_CONFIG)
+            }
+        },
+        Command::Table {
+            command: TableCommand::Get { name, key, node },
+        } => match node.address(&app) {
+            Ok(addr) => print_answer(
+                crate::ask::ask(&addr, &crate::ask::key_path(&name, &key)),
+                |body| format!("{body}\n"),
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(BAD_CONFIG)
+            }
+        },
         Command::Validate { config } => match load(&app, &config) {
             Ok(c) => {
                 println!(

@@ -12,7 +12,8 @@
 //! - `topology`: the app compiled once from its agents and config: agents as configured,
 //!   every topic to find or create, tables and changelogs per source topic, global tables,
 //!   standby plan, codecs, the leader's partition. Every check of the app against its config.
-//! - `cli`: the `worker` / `validate` / `send` command line that [`App::main`] runs.
+//! - `cli`: the `worker` / `validate` / `send` / `tables` / `table get` command line that
+//!   [`App::main`] runs; `ask`: how the last two ask a running node over HTTP.
 //! - `node`: running an app ([`App::run`], [`App::spawn`]): its subsystems (broker, store, web, runtime, services) started
 //!   in order and stopped in reverse.
 //! - `handle`: [`NodeInfo`], [`NodeReport`] and [`NodeHandle`], a node on a thread of its own.
@@ -33,6 +34,7 @@
 //! user-facing types are re-exported here.
 
 mod app;
+mod ask;
 mod cli;
 mod clients;
 pub mod config;

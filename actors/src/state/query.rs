@@ -206,3 +206,97 @@ impl<'a> Query<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::codec::TopicCodecs;
+    use crate::state::set::TableSet;
+    use crate::state::store::OnClusterMismatch;
+    use crate::state::table::Table;
+    use crate::state::windowed::WindowedTable;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "c", OnClusterMismatch::Fail, 1 << 20).unwrap();
+        (dir, store)
+    }
+
+    fn set(store: &Store, specs: Vec<TableSpec>) -> TableSet {
+        let path = store.path().clone();
+        TableSet::open(store.db(), path, "app".into(), "t".into(), 0, specs, 100).unwrap()
+    }
+
+    fn commit(set: &mut TableSet) {
+        let staged = set.stage(Some(1)).unwrap();
+        set.tree().apply_batch(staged.batch).unwrap();
+        set.committed(&staged.counts);
+    }
+
+    #[test]
+    fn a_key_reads_its_committed_value_and_pages_walk_every_key_once() {
+        let (_dir, store) = store();
+        let table = Table::<String, u64>::new("counts").key_codec(Codec::String);
+        let mut set = set(&store, vec![table.spec()]);
+        for (i, k) in ["b", "a", "d", "c", "e"].iter().enumerate() {
+            set.view(&table)
+                .unwrap()
+                .insert((*k).into(), i as u64)
+                .unwrap();
+            set.end_event();
+        }
+        let spec = table.spec();
+        let q = Query::new(&store, &spec);
+        assert_eq!(
+            q.get("t", 0, &json!("a")).unwrap(),
+            None,
+            "not committed yet"
+        );
+        commit(&mut set);
+        set.view(&table).unwrap().insert("a".into(), 99).unwrap();
+        assert_eq!(
+            q.get("t", 0, &json!("a")).unwrap(),
+            Some(json!(1)),
+            "committed only"
+        );
+        assert_eq!(q.count("t", 0).unwrap(), 5);
+        let (first, next) = q.page("t", &[0], None, 2).unwrap();
+        let keys: Vec<Value> = first.iter().map(|e| e.key.clone()).collect();
+        assert_eq!(keys, [json!("a"), json!("b")]);
+        assert_eq!(next.as_deref(), Some(&b"b"[..]));
+        let (rest, end) = q.page("t", &[0], next.as_deref(), 10).unwrap();
+        let keys: Vec<Value> = rest.iter().map(|e| e.key.clone()).collect();
+        assert_eq!(keys, [json!("c"), json!("d"), json!("e")]);
+        assert_eq!(end, None);
+    }
+
+    #[test]
+    fn a_windowed_key_answers_with_each_of_its_windows() {
+        let (_dir, store) = store();
+        let table = WindowedTable::<String, u64>::tumbling("w", Duration::from_secs(10));
+        let mut set = set(&store, vec![table.spec()]);
+        for (key, t) in [("a", 1_000), ("a", 2_000), ("b", 3_000), ("a", 12_000)] {
+            let mut view = set.window_view(&table, t).unwrap();
+            view.update(key.into(), |n| n.unwrap_or(0) + 1).unwrap();
+            set.close_windows(&TopicCodecs::default()).unwrap();
+            set.end_event();
+        }
+        commit(&mut set);
+        let spec = table.spec();
+        let q = Query::new(&store, &spec);
+        let windows = q.windows("t", 0, &json!("a")).unwrap();
+        let seen: Vec<(i64, Value, bool)> = windows
+            .into_iter()
+            .map(|w| (w.start, w.value, w.closed))
+            .collect();
+        assert_eq!(seen, [(0, json!(2), true), (10_000, json!(1), false)]);
+        assert!(q.windows("t", 0, &json!("zzz")).unwrap().is_empty());
+        let (page, _) = q.page("t", &[0], None, 10).unwrap();
+        assert_eq!(page.len(), 3, "two windows of a, one of b: {page:?}");
+        assert_eq!(page[0].window_start, Some(0));
+    }
+}

@@ -1,0 +1,78 @@
+//! `faust-node tables` and `faust-node table get NAME KEY`: asking a running node over HTTP
+//! (its `/tables` endpoints, see `queries`), at `--node` or the config's `web.bind`.
+
+use std::time::Duration;
+
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use serde_json::Value;
+
+/// What a node answered: the HTTP status and its JSON body.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
+}
+
+/// `GET path` on the node at `node` (host:port), bounded by 10 s.
+pub(crate) fn ask(node: &str, path: &str) -> Result<Answer, String> {
+    let url = format!("http://{node}{path}");
+    let system = actix::System::new();
+    system.block_on(async move {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .finish();
+        let mut response = client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("no answer from the node at {node} ({url}): {e}"))?;
+        let bytes = response
+            .body()
+            .limit(64 << 20)
+            .await
+            .map_err(|e| format!("the node at {node} broke off its answer: {e}"))?;
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok(Answer {
+            status: response.status().as_u16(),
+            body,
+        })
+    })
+}
+
+/// The path of `key` in `table` (both percent-encoded: a URL key such as `/page/1` is one
+/// path segment).
+pub(crate) fn key_path(table: &str, key: &str) -> String {
+    format!(
+        "/tables/{}/{}",
+        utf8_percent_encode(table, NON_ALPHANUMERIC),
+        utf8_percent_encode(key, NON_ALPHANUMERIC)
+    )
+}
+
+/// `GET /tables` as lines: each table, its kind and topic, and the keys this node holds per
+/// partition.
+pub(crate) fn tables_text(body: &Value) -> String {
+    let mut out = String::new();
+    let node = body["node"].as_str().unwrap_or("-");
+    out.push_str(&format!("node {node}\n"));
+    for t in body["tables"].as_array().into_iter().flatten() {
+        let keys = t["keys_by_partition"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(p, n)| format!("{p}:{n}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{}\t{}\ttopic {} ({} partitions)\tkeys here by partition: {}\n",
+            t["name"].as_str().unwrap_or("?"),
+            t["kind"].as_str().unwrap_or("?"),
+            t["topic"].as_str().unwrap_or("?"),
+            t["partitions"],
+            if keys.is_empty() { "-".into() } else { keys }
+        ));
+    }
+    out
+}
