@@ -78,6 +78,8 @@ pub fn run(args: &Args) -> Result<()> {
         // librdkafka's default linger: the same few milliseconds for every system, and fewer
         // produce requests for the broker that shares the machine.
         .set("linger.ms", "5")
+        // Keys placed as Java clients (and faust-rs nodes) place them.
+        .set("partitioner", "murmur2_random")
         .create()
         .context("creating the producer")?;
     let mut source = PageViewSource::new(7, 10_000, 100_000);

@@ -77,6 +77,8 @@ pub fn run(args: &Args) -> Result<()> {
     let producer: ThreadedProducer<_> = ClientConfig::new()
         .set("bootstrap.servers", &args.broker)
         .set("linger.ms", "50")
+        // Keys placed as Java clients (and faust-rs nodes) place them.
+        .set("partitioner", "murmur2_random")
         // A broker outage during a paced preload must not write a record twice.
         .set("enable.idempotence", "true")
         .set("batch.size", "1000000")
