@@ -45,6 +45,8 @@ pub const TEST_AGENTS: &[&str] = &[
     "views_by_url",
     "views_again",
     "lookup",
+    "customers",
+    "orders",
 ];
 const TIMEOUT: Duration = Duration::from_secs(30);
 
