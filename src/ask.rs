@@ -49,30 +49,38 @@ pub(crate) fn key_path(table: &str, key: &str) -> String {
     )
 }
 
-/// `GET /tables` as lines: each table, its kind and topic, and the keys this node holds per
-/// partition.
+/// `GET /tables` as lines: each table, its kind and topic, then one line per partition with
+/// the node that holds it and its key count; members that did not answer last.
 pub(crate) fn tables_text(body: &Value) -> String {
     let mut out = String::new();
     let node = body["node"].as_str().unwrap_or("-");
-    out.push_str(&format!("node {node}\n"));
+    out.push_str(&format!("asked node {node}\n"));
     for t in body["tables"].as_array().into_iter().flatten() {
-        let keys = t["keys_by_partition"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(p, n)| format!("{p}:{n}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_default();
         out.push_str(&format!(
-            "{}\t{}\ttopic {} ({} partitions)\tkeys here by partition: {}\n",
+            "{} ({}, topic {}, {} partitions)\n",
             t["name"].as_str().unwrap_or("?"),
             t["kind"].as_str().unwrap_or("?"),
             t["topic"].as_str().unwrap_or("?"),
             t["partitions"],
-            if keys.is_empty() { "-".into() } else { keys }
         ));
+        let mut parts: Vec<(i64, String)> = t["cluster"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(p, e)| {
+                let line = format!(
+                    "  partition {p}: {} keys on {}\n",
+                    e["keys"],
+                    e["node"].as_str().unwrap_or("?")
+                );
+                (p.parse().unwrap_or(i64::MAX), line)
+            })
+            .collect();
+        parts.sort();
+        parts.into_iter().for_each(|(_, line)| out.push_str(&line));
+    }
+    for gone in body["unreachable"].as_array().into_iter().flatten() {
+        out.push_str(&format!("did not answer: {gone}\n"));
     }
     out
 }

@@ -105,11 +105,70 @@ fn key_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
-/// `GET /tables`.
-pub(crate) async fn list(slot: web::Data<Slot>) -> HttpResponse {
+/// Parameters of `GET /tables`.
+#[derive(serde::Deserialize)]
+pub(crate) struct Scope {
+    /// `local`: this node's tables only (what the nodes ask each other).
+    scope: Option<String>,
+}
+
+/// `GET /tables`: this node's tables and, unless `scope=local`, the keys every live member
+/// holds per partition (`cluster`, asked of each member; `unreachable` lists who did not
+/// answer).
+pub(crate) async fn list(slot: web::Data<Slot>, scope: web::Query<Scope>) -> HttpResponse {
     let Some(q) = slot.get() else {
         return starting();
     };
+    let mut body = local_tables(q);
+    if scope.scope.as_deref() == Some("local") {
+        return HttpResponse::Ok().json(body);
+    }
+    let mut answers = vec![body.clone()];
+    let mut unreachable = Vec::new();
+    let others = q
+        .directory
+        .as_ref()
+        .map(Directory::others)
+        .unwrap_or_default();
+    for other in others {
+        let Some(web) = other.web else {
+            unreachable.push(json!(other.node));
+            continue;
+        };
+        let client = awc::Client::builder().timeout(FORWARD_TIMEOUT).finish();
+        let url = format!("http://{web}/tables?scope=local");
+        let answer = match client.get(&url).send().await {
+            Ok(mut r) => r.json::<Value>().await.ok(),
+            Err(_) => None,
+        };
+        match answer {
+            Some(a) => answers.push(a),
+            None => unreachable.push(json!(other.node)),
+        }
+    }
+    if let Some(tables) = body["tables"].as_array_mut() {
+        for table in tables {
+            let mut cluster = serde_json::Map::new();
+            for answer in &answers {
+                let theirs = answer["tables"]
+                    .as_array()
+                    .and_then(|ts| ts.iter().find(|t| t["name"] == table["name"]));
+                let Some(counts) = theirs.and_then(|t| t["keys_by_partition"].as_object()) else {
+                    continue;
+                };
+                for (p, n) in counts {
+                    cluster.insert(p.clone(), json!({ "node": answer["node"], "keys": n }));
+                }
+            }
+            table["cluster"] = Value::Object(cluster);
+        }
+    }
+    body["unreachable"] = json!(unreachable);
+    HttpResponse::Ok().json(body)
+}
+
+/// This node's tables: kind, topic, codecs, and the keys it holds per partition.
+fn local_tables(q: &Queries) -> Value {
     let mut tables = Vec::new();
     for name in q.names() {
         let Some(t) = q.table(&name) else { continue };
@@ -141,7 +200,7 @@ pub(crate) async fn list(slot: web::Data<Slot>) -> HttpResponse {
         }));
     }
     let node = q.directory.as_ref().map(|d| d.node().to_owned());
-    HttpResponse::Ok().json(json!({ "node": node, "tables": tables }))
+    json!({ "node": node, "tables": tables })
 }
 
 /// Paging parameters of `GET /tables/{table}`.

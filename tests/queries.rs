@@ -132,6 +132,15 @@ fn every_node_answers_for_every_key_with_the_owners_value() {
         seen.len() as u64 - count_on(addrs[1]),
         "node a counts its own keys"
     );
+    let cluster = listed["cluster"].as_object().unwrap();
+    assert_eq!(
+        cluster.len(),
+        PARTITIONS as usize,
+        "every partition, from both nodes: {cluster:?}"
+    );
+    let all: u64 = cluster.values().map(|e| e["keys"].as_u64().unwrap()).sum();
+    assert_eq!(all, truth.len() as u64, "the cluster's key count");
+    assert_eq!(body["unreachable"], serde_json::json!([]));
 
     let (status, body, _) = get(addrs[0], "/tables/nope/x");
     assert_eq!(status, 404);
@@ -160,7 +169,7 @@ fn every_node_answers_for_every_key_with_the_owners_value() {
 
 /// The keys node `addr` lists for itself.
 fn count_on(addr: std::net::SocketAddr) -> u64 {
-    let (_, body, _) = get(addr, "/tables");
+    let (_, body, _) = get(addr, "/tables?scope=local");
     body["tables"][0]["keys_by_partition"]
         .as_object()
         .unwrap()

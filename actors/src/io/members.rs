@@ -66,6 +66,24 @@ impl Directory {
         &self.node
     }
 
+    /// The live members other than this node.
+    pub fn others(&self) -> Vec<Owner> {
+        let cutoff = now_ms() - self.live_for.as_millis() as i64;
+        let Ok(view) = self.view.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<Owner> = view
+            .iter()
+            .filter(|(node, m)| **node != self.node && m.at_ms >= cutoff)
+            .map(|(node, m)| Owner {
+                node: node.clone(),
+                web: m.web.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.node.cmp(&b.node));
+        out
+    }
+
     /// The live members other than this node that announce `part` as active (normally one;
     /// two for a moment during a rebalance).
     pub fn owners(&self, part: &Part) -> Vec<Owner> {
