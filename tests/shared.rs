@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::agents::GlobalCounter;
 use common::{logs, unique, wait_for, Kafka};
 use faust::demo::PageView;
 use faust::{Agent, AgentError, App, Event, GlobalTable, Store, Table, TableSpec, Timer};
@@ -95,37 +96,6 @@ fn two_agents_of_one_topic_write_one_shared_table() {
     assert_eq!(latest, doubled, "one changelog holds both agents' writes");
 }
 
-/// Fills the global table `url_views` from page views.
-struct GlobalWriter {
-    topic: String,
-    views: GlobalTable<String, u64>,
-}
-
-impl Agent for GlobalWriter {
-    type Key = String;
-    type Value = PageView;
-
-    fn name(&self) -> &str {
-        "global_counter"
-    }
-
-    fn topics(&self) -> Vec<String> {
-        vec![self.topic.clone()]
-    }
-
-    fn tables(&self) -> Vec<TableSpec> {
-        vec![self.views.spec()]
-    }
-
-    async fn handle(&self, event: &mut Event<'_, String, PageView>) -> Result<(), AgentError> {
-        let url = event.value().url.clone();
-        let mut views = event.global(&self.views)?;
-        let n = views.get(&url)?.unwrap_or(0);
-        views.insert(url, n + 1)?;
-        Ok(())
-    }
-}
-
 /// On another topic: looks each URL up in the global table it does not declare, and tries to
 /// write it (which must be refused).
 struct Lookup {
@@ -185,7 +155,7 @@ fn a_global_table_one_agent_fills_is_read_by_another_agent_and_by_a_timer() {
     let mut config = kafka.config(dir.path(), &group);
     config.agents.clear();
     let mut node = App::new()
-        .agent(GlobalWriter {
+        .agent(GlobalCounter {
             topic: kafka.topic.clone(),
             views: views.clone(),
         })

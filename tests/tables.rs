@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::agents::GlobalCounter;
 use common::nodes::Nodes;
 use common::{logs, node_config, unique, wait_for, Kafka, PARTITIONS};
 use faust::config::TableConfig;
-use faust::demo::{page_counts, PageView, PageViews};
-use faust::{Agent, AgentError, App, Event, GlobalTable, Store, TableSpec};
+use faust::demo::{page_counts, PageViews};
+use faust::{App, GlobalTable, Store};
 
 const WAIT: Duration = Duration::from_secs(180);
 
@@ -262,37 +263,6 @@ fn without_standbys_a_takeover_replays_the_whole_changelog() {
         replayed > 0,
         "the survivor rebuilt the killed partitions from their changelogs"
     );
-}
-
-/// Counts views per URL in a global table: every node ends up with every URL's count.
-struct GlobalCounter {
-    topic: String,
-    views: GlobalTable<String, u64>,
-}
-
-impl Agent for GlobalCounter {
-    type Key = String;
-    type Value = PageView;
-
-    fn name(&self) -> &str {
-        "global_counter"
-    }
-
-    fn topics(&self) -> Vec<String> {
-        vec![self.topic.clone()]
-    }
-
-    fn tables(&self) -> Vec<TableSpec> {
-        vec![self.views.spec()]
-    }
-
-    async fn handle(&self, event: &mut Event<'_, String, PageView>) -> Result<(), AgentError> {
-        let url = event.value().url.clone();
-        let mut views = event.global(&self.views)?;
-        let n = views.get(&url)?.unwrap_or(0);
-        views.insert(url, n + 1)?;
-        Ok(())
-    }
 }
 
 #[test]

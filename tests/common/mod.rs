@@ -5,6 +5,7 @@
 //! that broker. Topic and group names are unique per test, so tests share a broker safely.
 #![allow(dead_code)]
 
+pub mod agents;
 pub mod bench;
 pub mod broker;
 pub mod nodes;

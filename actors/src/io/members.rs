@@ -68,32 +68,23 @@ impl Directory {
 
     /// The live members other than this node.
     pub fn others(&self) -> Vec<Owner> {
-        let cutoff = now_ms() - self.live_for.as_millis() as i64;
-        let Ok(view) = self.view.lock() else {
-            return Vec::new();
-        };
-        let mut out: Vec<Owner> = view
-            .iter()
-            .filter(|(node, m)| **node != self.node && m.at_ms >= cutoff)
-            .map(|(node, m)| Owner {
-                node: node.clone(),
-                web: m.web.clone(),
-            })
-            .collect();
-        out.sort_by(|a, b| a.node.cmp(&b.node));
-        out
+        self.live_others(|_| true)
     }
 
     /// The live members other than this node that announce `part` as active (normally one;
     /// two for a moment during a rebalance).
     pub fn owners(&self, part: &Part) -> Vec<Owner> {
+        self.live_others(|m| m.active.contains(part))
+    }
+
+    fn live_others(&self, keep: impl Fn(&Member) -> bool) -> Vec<Owner> {
         let cutoff = now_ms() - self.live_for.as_millis() as i64;
         let Ok(view) = self.view.lock() else {
             return Vec::new();
         };
         let mut out: Vec<Owner> = view
             .iter()
-            .filter(|(node, m)| **node != self.node && m.at_ms >= cutoff && m.active.contains(part))
+            .filter(|(node, m)| **node != self.node && m.at_ms >= cutoff && keep(m))
             .map(|(node, m)| Owner {
                 node: node.clone(),
                 web: m.web.clone(),
