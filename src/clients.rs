@@ -13,16 +13,6 @@ use faust_actors::Metrics;
 use crate::config::{Config, Guarantee};
 use crate::error::Error;
 
-/// Masks values of librdkafka keys that hold secrets, for logs.
-pub fn masked(key: &str, value: &str) -> String {
-    const SECRET: &[&str] = &["password", "secret", "jaas", "token", "key.pem", "private"];
-    if SECRET.iter().any(|s| key.contains(s)) {
-        "******".into()
-    } else {
-        value.into()
-    }
-}
-
 pub(crate) fn client_config(config: &Config, bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     for (k, v) in &config.broker.librdkafka {
@@ -189,23 +179,5 @@ pub(crate) async fn watch_broker(producer: FutureProducer, metrics: Metrics) {
             tracing::info!("a broker answers again; resuming");
             metrics.status().set_broker_up(true);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::masked;
-
-    #[test]
-    fn secrets_are_masked_and_other_settings_shown() {
-        for key in [
-            "sasl.password",
-            "ssl.key.password",
-            "sasl.oauthbearer.client.secret",
-            "sasl.jaas.config",
-        ] {
-            assert_eq!(masked(key, "hunter2"), "******", "{key}");
-        }
-        assert_eq!(masked("security.protocol", "SASL_SSL"), "SASL_SSL");
     }
 }

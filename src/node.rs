@@ -28,7 +28,8 @@ use std::time::Duration;
 use faust_actors::metrics::status::{Fatal, Status};
 use faust_actors::{Metrics, OnClusterMismatch, Store};
 
-use crate::clients::{masked, transactional_id};
+use crate::clients::transactional_id;
+use faust_actors::model::secrets::masked;
 
 use crate::app::App;
 use crate::config::Config;

@@ -55,6 +55,27 @@ fn defaults_then_file_then_environment() {
 }
 
 #[test]
+fn secrets_never_show_in_a_config_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "[app]\nid = \"shop\"\n[broker.librdkafka]\n\"sasl.password\" = \"hunter2\"\n\
+         \"sasl.username\" = \"faust\"\n",
+    );
+    let c = Config::load_with_env(&path, env(&[])).unwrap();
+    let dump = format!("{c:?}");
+    assert!(!dump.contains("hunter2"), "{dump}");
+    assert!(
+        dump.contains("\"sasl.password\": \"******\"") && dump.contains("faust"),
+        "{dump}"
+    );
+    assert_eq!(
+        c.broker.librdkafka["sasl.password"], "hunter2",
+        "the value itself is intact"
+    );
+}
+
+#[test]
 fn the_partitioner_is_one_faust_rs_can_route_keys_with() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "[app]\nid = \"shop\"\n");

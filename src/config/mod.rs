@@ -54,8 +54,8 @@ pub struct AppConfig {
     pub id: String,
 }
 
-/// `[broker]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[broker]`. Its `Debug` masks the values of secret librdkafka keys.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
     /// `"embedded"` (an in-process mock cluster, data in memory only) or a Kafka bootstrap list
@@ -80,6 +80,24 @@ impl Default for BrokerConfig {
             connect_timeout: Duration::from_secs(30),
             librdkafka: BTreeMap::new(),
         }
+    }
+}
+
+impl std::fmt::Debug for BrokerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let settings = self
+            .librdkafka
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()));
+        f.debug_struct("BrokerConfig")
+            .field("bootstrap", &self.bootstrap)
+            .field("session_timeout", &self.session_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field(
+                "librdkafka",
+                &faust_actors::model::secrets::masked_settings(settings),
+            )
+            .finish()
     }
 }
 

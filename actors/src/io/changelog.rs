@@ -92,7 +92,7 @@ const CHUNK_KEYS: usize = 500_000;
 const SUB_BATCH: usize = 20_000;
 
 /// The changelog partitions of one source partition, and where to read them.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Restore {
     /// Consumer settings (bootstrap, security); a group id is added.
     pub client: ClientConfig,
@@ -104,6 +104,21 @@ pub struct Restore {
     pub partition: i32,
     /// Bound on waiting for the broker.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Restore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Restore")
+            .field(
+                "client",
+                &crate::model::secrets::masked_client(&self.client),
+            )
+            .field("group", &self.group)
+            .field("tables", &self.tables)
+            .field("partition", &self.partition)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Restore {

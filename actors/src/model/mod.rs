@@ -9,6 +9,7 @@
 //! - [`partitioner`]: which partition a key goes to (Java's murmur2 by default), for the
 //!   producer and for routing queries alike.
 //! - [`fault`]: the one place that classifies a failure: transient, this record, or fatal.
+//! - [`secrets`]: masking secret client settings in logs, errors and `Debug` output.
 //! - [`error`]: this crate's one error type.
 
 pub mod codec;
@@ -17,3 +18,4 @@ pub mod fault;
 pub mod names;
 pub mod partitioner;
 pub mod record;
+pub mod secrets;
