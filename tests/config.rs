@@ -34,17 +34,23 @@ fn defaults_then_file_then_environment() {
         env(&[
             ("FAUST__WEB__BIND", "127.0.0.1:0"),
             ("FAUST__PROCESSING__MAX_BATCH", "64"),
+            ("FAUST__APP__ID", "007"),
+            ("FAUST__WEB__ENABLED", "false"),
+            ("FAUST__BROKER__SESSION_TIMEOUT", "45s"),
+            ("FAUST__TOPICS__ORDERS__PARTITIONS", "12"),
             ("OTHER__IGNORED", "x"),
         ]),
     )
     .unwrap();
-    assert_eq!(c.app.id, "shop");
+    assert_eq!(c.app.id, "007", "a number-like value set on a text key stays text");
+    assert!(!c.web.enabled);
+    assert_eq!(c.broker.session_timeout, Duration::from_secs(45));
+    assert_eq!(c.topics["orders"].partitions, 12);
     assert_eq!(c.web.bind, "127.0.0.1:0", "environment wins over the file");
     assert_eq!(c.processing.max_batch, 64);
     assert_eq!(c.processing.commit_interval, Duration::from_millis(250));
     assert_eq!(c.broker.bootstrap, "embedded", "default");
-    assert_eq!(c.store_path(), Path::new("data").join("shop"));
-    assert_eq!(c.topics["orders"].partitions, 8);
+    assert_eq!(c.store_path(), Path::new("data").join("007"));
     assert_eq!(c.broker.librdkafka["security.protocol"], "SASL_SSL");
     assert_eq!(c.log.format, LogFormat::Human);
     assert_eq!(

@@ -71,7 +71,10 @@ impl Config {
                 Environment::with_prefix("FAUST")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true)
+                    // Values stay text: each becomes what the key it sets expects (so
+                    // `FAUST__APP__ID=007` is the id "007", `FAUST__PROCESSING__MAX_BATCH=64`
+                    // the number 64).
+                    .try_parsing(false)
                     .source(Some(env.into_iter().collect())),
             )
             .build()
