@@ -78,10 +78,20 @@ pub(crate) fn consumer_config(config: &Config, bootstrap: &str) -> ClientConfig 
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", "earliest")
+        .set(
+            "auto.offset.reset",
+            config.processing.auto_offset_reset.as_str(),
+        )
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("session.timeout.ms", session.to_string())
-        .set("heartbeat.interval.ms", (session / 3).to_string());
+        .set("session.timeout.ms", session.to_string());
+    if !config
+        .broker
+        .librdkafka
+        .contains_key("heartbeat.interval.ms")
+    {
+        // A third of the session, as Kafka recommends (and the frozen-node bound assumes).
+        c.set("heartbeat.interval.ms", (session / 3).to_string());
+    }
     // Prefetch: librdkafka's default (64 MiB) cost about 150 MiB of RSS on a node with four
     // partitions and bought no throughput (scripts/bench). Lowering `queued.min.messages`
     // instead cost two thirds of the throughput. [broker.librdkafka] can still set it.

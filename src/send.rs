@@ -122,9 +122,11 @@ pub async fn send(args: &SendArgs, config: Option<&Config>) -> Result<(i32, i64)
         // The node's default: keys land where a node's queries and joins look for them.
         client.set("partitioner", Partitioner::default().librdkafka_name());
     }
+    if !config.is_some_and(|c| c.broker.librdkafka.contains_key("message.timeout.ms")) {
+        client.set("message.timeout.ms", "30000");
+    }
     let producer: FutureProducer = client
         .set("bootstrap.servers", &broker)
-        .set("message.timeout.ms", "30000")
         .create()
         .map_err(|e| format!("cannot create a producer for {broker}: {e}"))?;
     let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&args.topic)

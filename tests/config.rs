@@ -42,7 +42,10 @@ fn defaults_then_file_then_environment() {
         ]),
     )
     .unwrap();
-    assert_eq!(c.app.id, "007", "a number-like value set on a text key stays text");
+    assert_eq!(
+        c.app.id, "007",
+        "a number-like value set on a text key stays text"
+    );
     assert!(!c.web.enabled);
     assert_eq!(c.broker.session_timeout, Duration::from_secs(45));
     assert_eq!(c.topics["orders"].partitions, 12);
@@ -58,6 +61,34 @@ fn defaults_then_file_then_environment() {
         Partitioner::Murmur2,
         "Java's, by default"
     );
+}
+
+#[test]
+fn a_librdkafka_key_with_a_typed_setting_is_refused_and_the_setting_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "[app]\nid = \"shop\"\n[processing]\nauto_offset_reset = \"latest\"\n",
+    );
+    let c = Config::load_with_env(&path, env(&[])).unwrap();
+    assert_eq!(
+        c.processing.auto_offset_reset,
+        faust::config::OffsetReset::Latest
+    );
+    let bad = write(
+        dir.path(),
+        "[app]\nid = \"shop\"\n[broker.librdkafka]\n\"auto.offset.reset\" = \"latest\"\n\
+         \"session.timeout.ms\" = \"45000\"\n",
+    );
+    let text = Config::load_with_env(&bad, env(&[]))
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "broker.librdkafka.auto.offset.reset: is a faust-rs setting: set `processing.auto_offset_reset` instead",
+        "broker.librdkafka.session.timeout.ms: is a faust-rs setting: set `broker.session_timeout` instead",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
 }
 
 #[test]

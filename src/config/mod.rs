@@ -197,6 +197,30 @@ pub struct ProcessingConfig {
     /// `exactly_once` (each commit is one Kafka transaction: outputs, changelog writes and
     /// source offsets; readers use `read_committed`). Needs a real Kafka broker.
     pub guarantee: Guarantee,
+    /// Where a partition the group has never committed starts: `earliest` (the default: every
+    /// record of a new app is processed) or `latest` (only records written from now on).
+    pub auto_offset_reset: OffsetReset,
+}
+
+/// `processing.auto_offset_reset`: where a partition without a committed offset starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OffsetReset {
+    /// At the partition's first record.
+    #[default]
+    Earliest,
+    /// At the partition's end: only records written from now on.
+    Latest,
+}
+
+impl OffsetReset {
+    /// librdkafka's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+        }
+    }
 }
 
 /// `processing.guarantee`: what a crash may do to outputs and tables.
@@ -224,6 +248,7 @@ impl Default for ProcessingConfig {
             stall_intervals: 30,
             shutdown_timeout: Duration::from_secs(30),
             guarantee: Guarantee::AtLeastOnce,
+            auto_offset_reset: OffsetReset::Earliest,
         }
     }
 }
@@ -412,6 +437,12 @@ impl Config {
                     "is set by faust-rs itself and cannot be overridden".into(),
                 );
             }
+            if let Some((_, typed)) = TYPED_KEYS.iter().find(|(k, _)| k == key) {
+                bad(
+                    &format!("broker.librdkafka.{key}"),
+                    format!("is a faust-rs setting: set `{typed}` instead"),
+                );
+            }
         }
         if let Some(p) = self.broker.librdkafka.get("partitioner") {
             if faust_actors::Partitioner::from_librdkafka(p).is_none() {
@@ -476,6 +507,13 @@ impl Config {
         out
     }
 }
+
+/// librdkafka properties that are typed faust-rs settings, with the setting to use: faust-rs
+/// derives more than the one client setting from them (the lease, the restore readers).
+pub const TYPED_KEYS: &[(&str, &str)] = &[
+    ("session.timeout.ms", "broker.session_timeout"),
+    ("auto.offset.reset", "processing.auto_offset_reset"),
+];
 
 /// librdkafka properties that faust-rs sets itself: overriding them would break its guarantees.
 pub const OWNED_KEYS: &[&str] = &[
