@@ -291,6 +291,11 @@ fn a_killed_owners_keys_answer_503_until_reassigned_then_the_new_owners_value() 
     }
     for (n, node) in nodes.iter_mut().enumerate().skip(1) {
         node.terminate_cleanly(&format!("node {n}"), Duration::from_secs(60));
+        // Logged to a file: plain text, no terminal colours.
+        assert!(
+            !node.log().contains('\x1b'),
+            "node {n}'s log holds ANSI escapes"
+        );
     }
     app.assert_table();
 }

@@ -99,6 +99,13 @@ impl Store {
             Err(e) => return Err(io("cannot read", &stamp)(e)),
         }
         std::fs::create_dir_all(path).map_err(io("cannot create store directory", path))?;
+        // Tables may hold personal data: the store is its owner's only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+                .map_err(io("cannot make the store directory owner-only", path))?;
+        }
         let tmp = path.join(format!("{STAMP}.tmp"));
         std::fs::write(&tmp, cluster_id).map_err(io("cannot write to store directory", path))?;
         std::fs::rename(&tmp, &stamp).map_err(io("cannot write", &stamp))?;
@@ -359,6 +366,16 @@ mod tests {
         );
         assert!(text.contains(&path.display().to_string()), "{text}");
 
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(
+                mode & 0o777,
+                0o700,
+                "the store is its owner's only: {mode:o}"
+            );
+        }
         let same = Store::open(&path, "cluster-a", OnClusterMismatch::Fail, 1 << 20).unwrap();
         assert_eq!(same.next_offset("t", 0).unwrap(), Some(7));
         drop(same);
