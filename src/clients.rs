@@ -18,8 +18,10 @@ pub(crate) fn client_config(config: &Config, bootstrap: &str) -> ClientConfig {
     for (k, v) in &config.broker.librdkafka {
         c.set(k, v);
     }
-    c.set("bootstrap.servers", bootstrap)
-        .set("client.id", &config.app.id);
+    c.set("bootstrap.servers", bootstrap);
+    if !config.broker.librdkafka.contains_key("client.id") {
+        c.set("client.id", &config.app.id);
+    }
     c
 }
 
@@ -189,5 +191,49 @@ pub(crate) async fn watch_broker(producer: FutureProducer, metrics: Metrics) {
             tracing::info!("a broker answers again; resuming");
             metrics.status().set_broker_up(true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every librdkafka key a user gives reaches every client it applies to, unchanged:
+    /// faust-rs's own defaults only fill keys the user left out (the keys it must own are
+    /// refused by `Config::check` instead).
+    #[test]
+    fn every_setting_a_user_gives_is_passed_through() {
+        let mut config = Config::default();
+        let given = [
+            ("client.id", "mine"),
+            ("heartbeat.interval.ms", "1234"),
+            ("queued.max.messages.kbytes", "4096"),
+            ("partitioner", "consistent_random"),
+            ("transaction.timeout.ms", "20000"),
+            ("security.protocol", "SASL_SSL"),
+        ];
+        for (k, v) in given {
+            config.broker.librdkafka.insert(k.into(), v.into());
+        }
+        let clients = [
+            client_config(&config, "b:9092"),
+            reader_config(&config, "b:9092"),
+            producer_config(&config, "b:9092"),
+            consumer_config(&config, "b:9092"),
+            transactional_config(&config, "b:9092", "n1"),
+        ];
+        for (i, c) in clients.iter().enumerate() {
+            for (k, v) in given {
+                assert_eq!(c.get(k), Some(v), "client {i}: {k}");
+            }
+        }
+        // Left out, the defaults apply.
+        let plain = Config::default();
+        let consumer = consumer_config(&plain, "b:9092");
+        assert_eq!(consumer.get("client.id"), Some(plain.app.id.as_str()));
+        assert_eq!(consumer.get("heartbeat.interval.ms"), Some("3333"));
+        assert_eq!(consumer.get("auto.offset.reset"), Some("earliest"));
+        let producer = producer_config(&plain, "b:9092");
+        assert_eq!(producer.get("partitioner"), Some("murmur2_random"));
     }
 }
