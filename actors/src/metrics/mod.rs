@@ -117,6 +117,12 @@ impl Metrics {
                 .register(c)
                 .map_err(|source| Error::Metrics { source })
         };
+        // The process's CPU seconds, resident and virtual memory, open and maximum file
+        // descriptors, threads and start time (`process_*`), read from /proc at each scrape.
+        #[cfg(target_os = "linux")]
+        reg(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         macro_rules! vec_metric {
             ($kind:ty, $name:expr, $help:expr, $labels:expr) => {{
                 let m = <$kind>::new(Opts::new($name, $help), $labels)
@@ -443,5 +449,21 @@ mod tests {
             text.contains("faust_events_total{agent=\"a\",partition=\"1\",topic=\"t\"} 4"),
             "{text}"
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_process_metrics_are_exported_with_real_values() {
+        let text = Metrics::new().unwrap().encode();
+        let value = |name: &str| -> f64 {
+            let line = text.lines().find(|l| l.starts_with(&format!("{name} ")));
+            line.and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        };
+        assert!(value("process_resident_memory_bytes") > 1e6);
+        assert!(value("process_open_fds") >= 3.0);
+        assert!(value("process_max_fds") >= value("process_open_fds"));
+        assert!(value("process_cpu_seconds_total") >= 0.0);
+        assert!(value("process_start_time_seconds") > 1.7e9);
     }
 }
