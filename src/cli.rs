@@ -1,6 +1,6 @@
 //! The command line of a node binary: `worker --config FILE`, `validate --config FILE`,
-//! `send TOPIC --key K --value V`, and asking a running node about its tables: `tables` and
-//! `table get NAME KEY`.
+//! `agents --config FILE` (the app as compiled), `send TOPIC --key K --value V`, and asking a
+//! running node about its tables: `tables` and `table get NAME KEY`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +45,13 @@ enum Command {
         /// TOML config file, for the broker and the topic's codecs.
         #[arg(short, long)]
         config: Option<PathBuf>,
+    },
+    /// Describe the app as the config compiles it: agents, topics, sinks, tables, policies,
+    /// and every topic the node needs.
+    Agents {
+        /// TOML config file.
+        #[arg(short, long)]
+        config: PathBuf,
     },
     /// List the tables of a running node: kind, source topic, keys it holds per partition.
     Tables {
@@ -219,6 +226,21 @@ where
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Agents { config } => {
+            let compiled = load(&app, &config).and_then(|c| {
+                crate::topology::Topology::compile(app.agents(), &c).map_err(|e| e.to_string())
+            });
+            match compiled {
+                Ok(t) => {
+                    print!("{}", t.describe());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(BAD_CONFIG)
                 }
             }
         }

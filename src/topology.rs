@@ -72,6 +72,60 @@ impl Topology {
         &self.runtime.agents
     }
 
+    /// What `faust-node agents` prints: each agent as configured (topics, sinks, tables with
+    /// their changelogs, error policy, `group_by` stage), then the topics the node needs.
+    pub(crate) fn describe(&self) -> String {
+        let app = &self.config.app.id;
+        let mut out = format!("app {app}\n");
+        for a in self.agents() {
+            let p = a.policy();
+            out.push_str(&format!("agent {}\n", a.name()));
+            out.push_str(&format!("  topics: {}\n", a.topics().join(", ")));
+            if !a.sinks().is_empty() {
+                out.push_str(&format!("  sinks: {}\n", a.sinks().join(", ")));
+            }
+            match a.stage() {
+                Stage::Plain => {}
+                Stage::Rekey { agent } => {
+                    out.push_str(&format!("  group_by: re-keys for `{agent}`\n"))
+                }
+                Stage::Regrouped => out.push_str("  group_by: reads its repartition topic\n"),
+            }
+            for t in a.tables() {
+                let kind = match (t.global, &t.window) {
+                    (true, _) => "global table".to_owned(),
+                    (false, Some(w)) => format!("windowed table {w:?}"),
+                    (false, None) => "table".to_owned(),
+                };
+                out.push_str(&format!(
+                    "  {kind} {}: key {}, value {}, changelog {}\n",
+                    t.name,
+                    t.key_codec.name(),
+                    t.value_codec.name(),
+                    changelog_topic(app, &t.name)
+                ));
+            }
+            let on_error = match p.on_error {
+                OnError::Skip => "skip".to_owned(),
+                OnError::DeadLetter => format!("dead-letter to {}", p.dead_letter_topic),
+                OnError::Stop => "stop the partition".to_owned(),
+            };
+            out.push_str(&format!(
+                "  on error: {} retries, then {on_error}\n",
+                p.retries
+            ));
+        }
+        out.push_str("topics\n");
+        for t in &self.topics {
+            let compact = if t.compact { ", compacted" } else { "" };
+            out.push_str(&format!(
+                "  {} ({} partitions{compact}) {}\n",
+                t.name, t.partitions, t.why
+            ));
+        }
+        out
+    }
+
     /// The agents with their `[agents.<name>]` settings applied (input topics, sinks, error
     /// policy).
     fn configured(agents: &[AgentRef], config: &Config) -> Vec<AgentRef> {

@@ -256,6 +256,32 @@ fn validate_command_lists_errors_and_exits_2() {
         "{stderr}"
     );
 
+    let described = Command::new(env!("CARGO_BIN_EXE_faust-node"))
+        .args(["agents", "--config", "config/demo.toml"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&described.stdout);
+    assert!(described.status.success(), "{text}");
+    for line in [
+        "agent page_views",
+        "  topics: page_views",
+        "  table page_counts: key string, value json, changelog faust-demo-page_counts-changelog",
+        "  on error: 3 retries, then dead-letter to faust-demo-page_views-dlq",
+        "  faust-demo-page_counts-changelog (4 partitions, compacted)",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    let refused = Command::new(env!("CARGO_BIN_EXE_faust-node"))
+        .args(["agents", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "a bad config is reported, not described"
+    );
+
     let ok = Command::new(env!("CARGO_BIN_EXE_faust-node"))
         .args(["validate", "--config", "config/demo.toml"])
         .output()
