@@ -84,3 +84,51 @@ pub(crate) fn tables_text(body: &Value) -> String {
     }
     out
 }
+
+/// `GET /status` as lines: health first (with what is wrong), then each active partition's lag
+/// and last commit, then the counts.
+pub(crate) fn status_text(body: &Value) -> String {
+    let h = &body["health"];
+    let mut out = format!("health: {}\n", h["status"].as_str().unwrap_or("?"));
+    for key in ["consumer", "broker", "producer", "membership", "store"] {
+        out.push_str(&format!("  {key}: {}\n", h[key].as_str().unwrap_or("?")));
+    }
+    for key in ["halted_partitions", "stalled_partitions"] {
+        if let Some(list) = h[key].as_array().filter(|l| !l.is_empty()) {
+            out.push_str(&format!("  {key}: {}\n", Value::Array(list.clone())));
+        }
+    }
+    let active = body["active"].as_array().cloned().unwrap_or_default();
+    out.push_str(&format!(
+        "active partitions: {} ({} not ready), standby partitions: {}\n",
+        active.len(),
+        body["partitions_not_ready"],
+        body["standby_partitions"]
+    ));
+    for p in &active {
+        let mut flags = String::new();
+        if p["halted"] == true {
+            flags.push_str(" HALTED");
+        }
+        if p["stalled"] == true {
+            flags.push_str(" STALLED");
+        }
+        out.push_str(&format!(
+            "  {}[{}]: lag {} records, {:.1} s; last commit {:.1} s ago{flags}\n",
+            p["topic"].as_str().unwrap_or("?"),
+            p["partition"],
+            p["lag_records"],
+            p["lag_seconds"].as_f64().unwrap_or(0.0),
+            p["commit_age_seconds"].as_f64().unwrap_or(0.0),
+        ));
+    }
+    out.push_str(&format!(
+        "events: {}, commits: {} ({} failed), rebalances: {} assign / {} revoke\n",
+        body["events_total"],
+        body["commits_total"],
+        body["commit_failures_total"],
+        body["rebalances"]["assign"],
+        body["rebalances"]["revoke"]
+    ));
+    out
+}

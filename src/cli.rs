@@ -1,6 +1,6 @@
 //! The command line of a node binary: `worker --config FILE`, `validate --config FILE`,
 //! `agents --config FILE` (the app as compiled), `send TOPIC --key K --value V`, and asking a
-//! running node about its tables: `tables` and `table get NAME KEY`.
+//! running node: `status`, `tables` and `table get NAME KEY`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +52,12 @@ enum Command {
         /// TOML config file.
         #[arg(short, long)]
         config: PathBuf,
+    },
+    /// What a running node is doing: health, active partitions with their lag and last
+    /// commit, standbys, counts. Exit code 1 when it is not healthy.
+    Status {
+        #[command(flatten)]
+        node: NodeArgs,
     },
     /// List the tables of a running node: kind, source topic, keys it holds per partition.
     Tables {
@@ -238,6 +244,22 @@ where
                     print!("{}", t.describe());
                     ExitCode::SUCCESS
                 }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(BAD_CONFIG)
+                }
+            }
+        }
+        Command::Status { node } => {
+            match node.address(&app).map(|a| crate::ask::ask(&a, "/status")) {
+                Ok(Ok(a)) if a.status == 200 || a.status == 503 => {
+                    print!("{}", crate::ask::status_text(&a.body));
+                    match a.status {
+                        200 => ExitCode::SUCCESS,
+                        _ => ExitCode::FAILURE,
+                    }
+                }
+                Ok(answer) => print_answer(answer, |_| String::new()),
                 Err(e) => {
                     eprintln!("{e}");
                     ExitCode::from(BAD_CONFIG)

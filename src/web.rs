@@ -35,6 +35,12 @@ fn answer(ok: bool, body: serde_json::Value) -> HttpResponse {
 /// waiting, offset not moving for `processing.stall_intervals` commit intervals); 503
 /// otherwise. The body says which.
 async fn healthz(m: web::Data<Metrics>, path: web::Data<Store>) -> HttpResponse {
+    let (ok, body) = health(&m, &path);
+    answer(ok, body)
+}
+
+/// The health verdict and its reasons (see `healthz`).
+fn health(m: &Metrics, path: &Store) -> (bool, serde_json::Value) {
     let s = m.status();
     let (up, broker, producer) = (s.consumer_up(), s.broker_up(), !s.producer_broken());
     let active = s.active();
@@ -42,7 +48,7 @@ async fn healthz(m: web::Data<Metrics>, path: web::Data<Store>) -> HttpResponse 
     let member = !s.suspended();
     let store = s.fatal() != Some(Fatal::StoreFailed);
     let ok = up && broker && producer && member && store && halted.is_empty() && stalled.is_empty();
-    answer(
+    (
         ok,
         serde_json::json!({
             "status": if ok { "ok" } else { "unavailable" },
@@ -54,6 +60,47 @@ async fn healthz(m: web::Data<Metrics>, path: web::Data<Store>) -> HttpResponse 
             "active_partitions": active,
             "halted_partitions": halted,
             "stalled_partitions": stalled,
+        }),
+    )
+}
+
+/// What the node is doing, for `faust-node status`: its health (as `/healthz`), each active
+/// partition with its lag in records and seconds, the age of its last commit and whether it
+/// is halted or stalled, the standbys it keeps, and its event, commit and rebalance counts.
+/// 200 when healthy, 503 otherwise (same body).
+async fn status(m: web::Data<Metrics>, path: web::Data<Store>) -> HttpResponse {
+    let (ok, health) = health(&m, &path);
+    let s = m.status();
+    let (halted, stalled) = (s.halted(), s.stalled());
+    let partitions: Vec<serde_json::Value> = s
+        .held()
+        .into_iter()
+        .map(|(topic, p)| {
+            let labels = [&*topic, &p.to_string()];
+            let name = format!("{topic}[{p}]");
+            serde_json::json!({
+                "topic": &*topic,
+                "partition": p,
+                "lag_records": m.partition_lag_records.with_label_values(&labels).get(),
+                "lag_seconds": m.partition_lag_seconds.with_label_values(&labels).get(),
+                "commit_age_seconds": m.partition_commit_age_seconds.with_label_values(&labels).get(),
+                "halted": halted.contains(&name),
+                "stalled": stalled.contains(&name),
+            })
+        })
+        .collect();
+    let rebalances = |kind: &str| m.rebalances_total.with_label_values(&[kind]).get();
+    answer(
+        ok,
+        serde_json::json!({
+            "health": health,
+            "active": partitions,
+            "standby_partitions": m.assigned_partitions.with_label_values(&["standby"]).get(),
+            "partitions_not_ready": s.not_ready(),
+            "events_total": m.all_events(),
+            "commits_total": m.commits_total.get(),
+            "commit_failures_total": m.commit_failures_total.get(),
+            "rebalances": { "assign": rebalances("assign"), "revoke": rebalances("revoke") },
         }),
     )
 }
@@ -106,6 +153,7 @@ pub(crate) fn start(
             .route("/metrics", web::get().to(self::metrics))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
+            .route("/status", web::get().to(status))
             .route("/tables", web::get().to(crate::queries::list))
             .route("/tables/{table}", web::get().to(crate::queries::page))
             .route("/tables/{table}/{key}", web::get().to(crate::queries::get))

@@ -142,6 +142,51 @@ fn every_node_answers_for_every_key_with_the_owners_value() {
     assert_eq!(all, truth.len() as u64, "the cluster's key count");
     assert_eq!(body["unreachable"], serde_json::json!([]));
 
+    // What a node is doing: its active partitions with lag and commit age, over HTTP and
+    // through `faust-node status`.
+    let (status, body, _) = get(addrs[0], "/status");
+    assert_eq!(status, 200, "{body}");
+    let active = body["active"].as_array().unwrap();
+    assert_eq!(active.len() as i64, held(&ia.metrics), "{body}");
+    for p in active {
+        assert_eq!(p["topic"], serde_json::json!(kafka.topic));
+        assert_eq!(p["halted"], false);
+        assert!(p["lag_records"].as_i64().unwrap() >= 0, "{p}");
+        assert!(p["commit_age_seconds"].as_f64().is_some(), "{p}");
+    }
+    assert_eq!(body["health"]["status"], "ok");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_faust-node"))
+        .args(["status", "--node", &addrs[1].to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.starts_with("health: ok\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "active partitions: {} (0 not ready)",
+            held(&ib.metrics)
+        )),
+        "{text}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_faust-node"))
+        .args([
+            "table",
+            "get",
+            "page_counts",
+            "/page/1",
+            "--node",
+            &addrs[0].to_string(),
+        ])
+        .output()
+        .unwrap();
+    let answered: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        answered["value"],
+        serde_json::json!(truth["/page/1"]),
+        "faust-node table get"
+    );
+
     let (status, body, _) = get(addrs[0], "/tables/nope/x");
     assert_eq!(status, 404);
     assert!(

@@ -202,6 +202,13 @@ impl Status {
             .contains(&(Arc::from(topic), partition))
     }
 
+    /// The source partitions this node holds as active, in order.
+    pub fn held(&self) -> Vec<(Arc<str>, i32)> {
+        let mut held: Vec<_> = self.partitions().held.iter().cloned().collect();
+        held.sort();
+        held
+    }
+
     /// How many source partitions this node holds as active.
     pub fn active(&self) -> usize {
         self.partitions().held.len()
