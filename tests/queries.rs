@@ -155,6 +155,17 @@ fn every_node_answers_for_every_key_with_the_owners_value() {
         assert!(p["commit_age_seconds"].as_f64().is_some(), "{p}");
     }
     assert_eq!(body["health"]["status"], "ok");
+    // The latency histograms saw the batches and the commits.
+    let m = &ia.metrics;
+    let latency = m.latency_seconds.with_label_values(&[&kafka.topic]);
+    assert!(latency.get_sample_count() > 0 && latency.get_sample_sum() > 0.0);
+    assert!(m.commit_seconds.get_sample_count() > 0);
+    assert!(m.commit_stage_seconds.get_sample_count() >= m.commit_seconds.get_sample_count());
+    let text = m.encode();
+    assert!(
+        text.contains("faust_latency_seconds_bucket{topic="),
+        "{text}"
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_faust-node"))
         .args(["status", "--node", &addrs[1].to_string()])
         .output()

@@ -6,8 +6,8 @@ pub mod status;
 pub mod throughput;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::model::error::{Error, Result};
@@ -60,6 +60,14 @@ pub struct Metrics {
     pub transactions_total: IntCounterVec,
     /// How long a transaction's commit round took (partitions paused, offsets sent, committed).
     pub transaction_seconds: Histogram,
+    /// End-to-end latency: from a record's timestamp to the end of its processing (the last
+    /// record of each batch, per source topic).
+    pub latency_seconds: HistogramVec,
+    /// At least once: a commit cycle's first half (outputs acknowledged, changelog written,
+    /// store batch applied).
+    pub commit_stage_seconds: Histogram,
+    /// At least once: a whole commit cycle, to the offset committed in Kafka.
+    pub commit_seconds: Histogram,
     /// Attempts to build a new transactional producer after one failed for good, by result
     /// (`ok`, `failed`).
     pub producer_rebuilds_total: IntCounterVec,
@@ -98,6 +106,11 @@ pub struct Metrics {
     /// Windows deleted after their expiry.
     pub windows_expired_total: IntCounterVec,
 }
+
+/// Buckets of the latency histograms, in seconds: 1 ms to 1 min.
+const LATENCY: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -181,6 +194,30 @@ impl Metrics {
         )
         .map_err(|source| Error::Metrics { source })?;
         reg(Box::new(transaction_seconds.clone()))?;
+        let seconds = |name: &str, help: &str| -> Result<Histogram> {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY.to_vec()))
+                .map_err(|source| Error::Metrics { source })?;
+            reg(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let commit_stage_seconds = seconds(
+            "faust_commit_stage_seconds",
+            "First half of an at-least-once commit: outputs acknowledged, changelogs written, store batch applied",
+        )?;
+        let commit_seconds = seconds(
+            "faust_commit_seconds",
+            "A whole at-least-once commit cycle, to the offset committed in Kafka",
+        )?;
+        let latency_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "faust_latency_seconds",
+                "From a record's timestamp to the end of its processing (last record of each batch)",
+            )
+            .buckets(LATENCY.to_vec()),
+            &["topic"],
+        )
+        .map_err(|source| Error::Metrics { source })?;
+        reg(Box::new(latency_seconds.clone()))?;
         let recovery_records_total = metric!(
             IntCounter,
             "faust_recovery_records_total",
@@ -289,6 +326,9 @@ impl Metrics {
                 &["result"]
             ),
             transaction_seconds,
+            latency_seconds,
+            commit_stage_seconds,
+            commit_seconds,
             producer_rebuilds_total: vec_metric!(
                 IntCounterVec,
                 "faust_producer_rebuilds_total",

@@ -161,6 +161,8 @@ pub(crate) struct PartitionActor {
     pub(crate) lease: Lease,
     /// The lease lapsed at the last commit (said once).
     lease_lapsed: bool,
+    /// `faust_latency_seconds` of this partition's topic.
+    latency: prometheus::Histogram,
 }
 
 /// Opens a partition's tables and outbox (at start, and after a lost batch).
@@ -197,6 +199,10 @@ pub(crate) struct PartitionInit {
 
 impl PartitionActor {
     pub(crate) fn new(init: PartitionInit) -> Self {
+        let latency = init
+            .metrics
+            .latency_seconds
+            .with_label_values(&[&*init.topic]);
         PartitionActor {
             topic: init.topic,
             partition: init.partition,
@@ -230,6 +236,7 @@ impl PartitionActor {
             in_round: false,
             deferred: Vec::new(),
             progress: init.progress,
+            latency,
             lease: init.lease,
             lease_lapsed: false,
         }
@@ -362,7 +369,8 @@ impl PartitionActor {
             self.first_seen = batch.first().map(|r| r.offset);
         }
         let last = batch.last().map_or(-1, |r| r.offset);
-        if let Some(t) = batch.last().and_then(|r| r.timestamp) {
+        let last_time = batch.last().and_then(|r| r.timestamp);
+        if let Some(t) = last_time {
             self.progress.processed(t);
         }
         let records: Arc<[Record]> = batch.into();
@@ -487,45 +495,52 @@ impl PartitionActor {
             }
             BatchOutcome::Done(work, last + 1)
         };
-        Box::pin(run.into_actor(self).map(|outcome, act, ctx| match outcome {
-            BatchOutcome::Done(work, next) => {
-                act.work = Some(work);
-                act.next = Some(next);
-            }
-            BatchOutcome::Skipped(work) => act.work = Some(work),
-            BatchOutcome::Doomed(mut work) => {
-                work.tables.discard();
-                let _ = work.outbox.take_pending();
-                act.work = Some(work);
-                act.poison();
-                act.next = act.stored;
-                // Paused like a partition in a round: what arrives waits for the decision,
-                // whose abort seeks back.
-                act.in_round = true;
-            }
-            BatchOutcome::Interrupted(mut work) => {
-                tracing::warn!(topic = %act.topic, partition = act.partition,
-                    "revoked while an event kept failing: dropping uncommitted work; the next \
-                     owner resumes from the last commit");
-                work.tables.discard();
-                act.poison();
-                act.work = Some(work);
-                act.next = act.stored;
-            }
-            BatchOutcome::Lost => act.rewind(ctx),
-            BatchOutcome::Halted(mut work, at, message) => {
-                match at {
-                    Some(offset) => act.next = Some(offset),
-                    None => {
+        Box::pin(
+            run.into_actor(self)
+                .map(move |outcome, act, ctx| match outcome {
+                    BatchOutcome::Done(work, next) => {
+                        act.work = Some(work);
+                        act.next = Some(next);
+                        if let Some(t) = last_time {
+                            let ms = crate::runtime::progress::now_ms().saturating_sub(t).max(0);
+                            act.latency.observe(ms as f64 / 1000.0);
+                        }
+                    }
+                    BatchOutcome::Skipped(work) => act.work = Some(work),
+                    BatchOutcome::Doomed(mut work) => {
                         work.tables.discard();
+                        let _ = work.outbox.take_pending();
+                        act.work = Some(work);
                         act.poison();
                         act.next = act.stored;
+                        // Paused like a partition in a round: what arrives waits for the decision,
+                        // whose abort seeks back.
+                        act.in_round = true;
                     }
-                }
-                act.work = Some(work);
-                act.halt(ctx, message);
-            }
-        }))
+                    BatchOutcome::Interrupted(mut work) => {
+                        tracing::warn!(topic = %act.topic, partition = act.partition,
+                    "revoked while an event kept failing: dropping uncommitted work; the next \
+                     owner resumes from the last commit");
+                        work.tables.discard();
+                        act.poison();
+                        act.work = Some(work);
+                        act.next = act.stored;
+                    }
+                    BatchOutcome::Lost => act.rewind(ctx),
+                    BatchOutcome::Halted(mut work, at, message) => {
+                        match at {
+                            Some(offset) => act.next = Some(offset),
+                            None => {
+                                work.tables.discard();
+                                act.poison();
+                                act.next = act.stored;
+                            }
+                        }
+                        act.work = Some(work);
+                        act.halt(ctx, message);
+                    }
+                }),
+        )
     }
 }
 

@@ -72,8 +72,11 @@ impl PartitionActor {
                 backoff_max: self.settings.retry_backoff_max,
             },
         };
+        let started = std::time::Instant::now();
+        let stage_seconds = self.metrics.commit_stage_seconds.clone();
         let first = async move {
             let res = apply_staged(deliveries, producer, &changes, batch, tree, &d.retry).await;
+            stage_seconds.observe(started.elapsed().as_secs_f64());
             (res, d)
         };
         Box::pin(first.into_actor(self).then(move |(res, d), act, ctx| {
@@ -111,6 +114,9 @@ impl PartitionActor {
                 match &res {
                     Ok(()) => {
                         metrics.commits_total.inc();
+                        metrics
+                            .commit_seconds
+                            .observe(started.elapsed().as_secs_f64());
                         if let Some(next) = next {
                             progress.committed(next);
                         }
