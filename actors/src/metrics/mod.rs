@@ -17,6 +17,8 @@ use status::{Reports, Status};
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// The name of every metric registered by [`Metrics::new`].
+    names: std::sync::Arc<Vec<String>>,
     /// The node's status as typed state; it sets the status gauges below.
     status: Status,
     /// Events handed to an agent and finished (processed, or skipped as invalid).
@@ -125,7 +127,11 @@ impl Metrics {
     /// [`Error::Metrics`] on a name clash (a bug).
     pub fn new() -> Result<Self> {
         let registry = Registry::new();
+        let names = std::cell::RefCell::new(Vec::new());
         let reg = |c: Box<dyn prometheus::core::Collector>| {
+            names
+                .borrow_mut()
+                .extend(c.desc().iter().map(|d| d.fq_name.clone()));
             registry
                 .register(c)
                 .map_err(|source| Error::Metrics { source })
@@ -406,6 +412,7 @@ impl Metrics {
                 &["table"]
             ),
             registry,
+            names: std::sync::Arc::new(names.take()),
         };
         metrics.status = Status::new(Some(Reports {
             consumer_up: metrics.consumer_up.clone(),
@@ -425,6 +432,12 @@ impl Metrics {
     /// The node's status, which the status gauges report (see [`Status`]).
     pub fn status(&self) -> &Status {
         &self.status
+    }
+
+    /// The name of every metric this node exports from the start (a dashboard or an alert
+    /// rule may only use these), whether or not it has a sample yet.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The registry, for callers that add metrics of their own.
