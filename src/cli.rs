@@ -1,6 +1,6 @@
 //! The command line of a node binary: `worker --config FILE`, `validate --config FILE`,
 //! `agents --config FILE` (the app as compiled), `send TOPIC --key K --value V`, and asking a
-//! running node: `status`, `tables` and `table get NAME KEY`.
+//! running node: `status`, `tables` and `table get NAME KEY`; `reset` (every node stopped).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +52,19 @@ enum Command {
         /// TOML config file.
         #[arg(short, long)]
         config: PathBuf,
+    },
+    /// Reset the app (every node stopped): the group's offsets to the start (or end), the
+    /// internal topics deleted, this node's store wiped. Refused while the group has members.
+    Reset {
+        /// TOML config file of the app.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Where the offsets go.
+        #[arg(long, value_enum, default_value = "earliest")]
+        to: crate::reset::ResetTo,
+        /// Print what would be done, and do nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// What a running node is doing: health, active partitions with their lag and last
     /// commit, standbys, counts. Exit code 1 when it is not healthy.
@@ -247,6 +260,39 @@ where
                 Err(e) => {
                     eprintln!("{e}");
                     ExitCode::from(BAD_CONFIG)
+                }
+            }
+        }
+        Command::Reset {
+            config,
+            to,
+            dry_run,
+        } => {
+            let topology = load(&app, &config).and_then(|c| {
+                crate::topology::Topology::compile(app.agents(), &c).map_err(|e| e.to_string())
+            });
+            let topology = match topology {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(BAD_CONFIG);
+                }
+            };
+            let done = crate::reset::plan(&topology, to).and_then(|plan| {
+                print!("{}", plan.text());
+                match dry_run {
+                    true => Ok("dry run: nothing done"),
+                    false => crate::reset::apply(&topology, &plan).map(|()| "reset done"),
+                }
+            });
+            match done {
+                Ok(said) => {
+                    println!("{said}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
                 }
             }
         }

@@ -22,6 +22,7 @@
 //! - `standbys`: joining the members topic when the app has tables (standby placement, and
 //!   where table queries are forwarded).
 //! - `web`: `/metrics` (Prometheus), `/healthz`, `/readyz` and the table queries.
+//! - `reset`: `faust-node reset`: offsets back, internal topics deleted, the store wiped.
 //! - `queries`: `GET /tables...`: a table's keys and values from the node that holds them,
 //!   forwarded there by any node.
 //! - [`timer`]: periodic tasks (every interval or cron), optionally on the leader only.
@@ -46,6 +47,7 @@ pub mod generator;
 mod handle;
 mod node;
 mod queries;
+mod reset;
 pub mod send;
 mod standbys;
 pub mod timer;
