@@ -2,7 +2,9 @@
 //! on one record leaves its partition with records waiting and an offset that does not move,
 //! which `/healthz` names (503) after `processing.stall_intervals` commit intervals while the
 //! other partitions go on; once the agent moves again, everything is committed and the node is
-//! healthy, with no lag left. Runs on both brokers.
+//! healthy, with no lag left (the lag in seconds grew meanwhile). A new group with
+//! `auto_offset_reset = "latest"` processes only what is written after it joined. Runs on both
+//! brokers.
 
 mod common;
 
@@ -102,7 +104,14 @@ fn a_stalled_partition_is_named_on_healthz_and_recovers() {
     )
     .unwrap();
     assert!(age >= 0.5, "commit age {age}");
-    assert!(sample(&page, &format!("faust_partition_lag_seconds{}", labels(0))).unwrap() > 0.0);
+    let lag_seconds =
+        |page: &str| sample(page, &format!("faust_partition_lag_seconds{}", labels(0))).unwrap();
+    let behind = lag_seconds(&page);
+    assert!(behind > 0.0);
+    // Seconds behind grow while the partition waits (the coordinator updates them each second).
+    wait_for("the lag in seconds to grow", WAIT, || {
+        lag_seconds(&info.metrics.encode()) >= behind + 1.0
+    });
     // Stalled is not unready: the partition is consuming.
     let ready = http_get(web, "/readyz").unwrap();
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
@@ -118,8 +127,55 @@ fn a_stalled_partition_is_named_on_healthz_and_recovers() {
         let page = info.metrics.encode();
         (0..4).all(|p| {
             sample(&page, &format!("faust_partition_lag_records{}", labels(p))) == Some(0.0)
+                && sample(&page, &format!("faust_partition_lag_seconds{}", labels(p))) == Some(0.0)
                 && sample(&page, &format!("faust_partition_stalled{}", labels(p))) == Some(0.0)
         })
     });
     node.stop().unwrap();
+}
+
+/// `processing.auto_offset_reset = "latest"`: a new group starts at the end of each partition:
+/// records written before it joined are not processed, records written after are, exactly.
+#[test]
+fn a_new_group_with_latest_starts_at_the_end() {
+    logs();
+    let kafka = Kafka::new("latest");
+    kafka.produce_page_views(300, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("latest");
+    let mut cfg = kafka.config(dir.path(), &group);
+    cfg.agents.get_mut("page_views").unwrap().sinks.clear();
+    cfg.processing.auto_offset_reset = faust::config::OffsetReset::Latest;
+    let mut node = App::new()
+        .agent(faust::demo::PageViews::on_topic(&kafka.topic))
+        .spawn(cfg)
+        .unwrap();
+    let info = node.wait_ready(WAIT).unwrap();
+    // Every partition fetched once (its high watermark known, so its start resolved).
+    wait_for("every partition positioned", WAIT, || {
+        let page = info.metrics.encode();
+        (0..4).all(|p| {
+            let name = format!(
+                "faust_partition_lag_records{{partition=\"{p}\",topic=\"{}\"}}",
+                kafka.topic
+            );
+            sample(&page, &name).is_some()
+        })
+    });
+    let later = kafka.produce_page_views(120, 6);
+    wait_for("the new records processed", WAIT, || {
+        info.metrics.agent_events("page_views") >= 120
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        info.metrics.agent_events("page_views"),
+        120,
+        "only the records written after"
+    );
+    node.stop().unwrap();
+    let stored = faust::Store::open_existing(dir.path())
+        .unwrap()
+        .table_contents(&faust::demo::page_counts())
+        .unwrap();
+    assert_eq!(stored, later, "the table counts the new records only");
 }
