@@ -70,6 +70,7 @@ impl PartitionActor {
                 partition: self.partition,
                 revoked: self.revoked.clone(),
                 backoff_max: self.settings.retry_backoff_max,
+                op_timeout: steps::STORE_OP_TIMEOUT,
             },
         };
         let started = std::time::Instant::now();

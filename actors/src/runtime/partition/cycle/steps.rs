@@ -48,6 +48,8 @@ pub(crate) struct StoreRetry {
     pub(crate) partition: i32,
     pub(crate) revoked: Arc<AtomicBool>,
     pub(crate) backoff_max: Duration,
+    /// Bound on one store operation ([`STORE_OP_TIMEOUT`]).
+    pub(crate) op_timeout: Duration,
 }
 
 /// What the durable half of a commit needs.
@@ -131,8 +133,15 @@ pub(crate) fn commit_failed(
 /// for the rest of the process, so a longer wait only grows memory.
 const STORE_ATTEMPTS: u32 = 5;
 
+/// How long one store operation (a batch applied, a flush) may take before the store counts
+/// as failed: sled can hang instead of failing when its log writer hits a full disk, and a
+/// store that does not answer must stop the node as one that errs does. Normal flushes take
+/// milliseconds.
+pub(crate) const STORE_OP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Runs a blocking store operation, retrying with back-off a few times (bounded:
-/// [`STORE_ATTEMPTS`]) unless the partition is revoked.
+/// [`STORE_ATTEMPTS`]) unless the partition is revoked; each attempt bounded by
+/// `retry.op_timeout`.
 async fn retry_store(
     retry: &StoreRetry,
     what: &str,
@@ -142,8 +151,26 @@ async fn retry_store(
     let mut attempt = 0;
     loop {
         attempt += 1;
+        // On a thread of its own, not tokio's blocking pool: a call that never returns must not
+        // hold the runtime's shutdown (which waits for its blocking tasks), so the node can
+        // still stop with the store's error.
+        let (answer, done) = futures::channel::oneshot::channel();
         let op = op.clone();
-        match tokio::task::spawn_blocking(op).await {
+        let spawned = std::thread::Builder::new()
+            .name("faust-store-op".into())
+            .spawn(move || {
+                let _ = answer.send(op());
+            });
+        if let Err(e) = spawned {
+            return Err(Step::Store(format!("{what}: cannot start a thread: {e}")));
+        }
+        let Ok(done) = tokio::time::timeout(retry.op_timeout, done).await else {
+            return Err(Step::Store(format!(
+                "{what}: the store did not answer within {:?} (disk full or failing?)",
+                retry.op_timeout
+            )));
+        };
+        match done {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) if attempt < STORE_ATTEMPTS && !retry.revoked.load(Ordering::SeqCst) => {
                 tracing::error!(topic = %retry.topic, partition = retry.partition, error = %e, attempt,
@@ -167,7 +194,8 @@ mod tests {
             topic: Arc::from("t"),
             partition: 0,
             revoked: Arc::new(AtomicBool::new(revoked)),
-            backoff_max: Duration::from_secs(1),
+            backoff_max: Duration::from_millis(10),
+            op_timeout: STORE_OP_TIMEOUT,
         }
     }
 
@@ -182,7 +210,9 @@ mod tests {
         (calls, op)
     }
 
-    #[tokio::test(start_paused = true)]
+    // Real time (short back-offs): store operations run on threads of their own, and a paused
+    // clock would fire their bound before they ran.
+    #[tokio::test]
     async fn a_store_write_is_retried_a_bounded_number_of_times() {
         let (calls, op) = flaky(usize::MAX);
         let res = retry_store(&retry(false), "write", op).await;
@@ -198,7 +228,23 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    /// Real time: the operation runs on a thread of its own, which the paused clock ignores.
+    #[tokio::test]
+    async fn a_store_that_does_not_answer_fails_instead_of_hanging() {
+        let mut r = retry(false);
+        r.op_timeout = Duration::from_millis(50);
+        let hangs = || {
+            std::thread::sleep(Duration::from_millis(500));
+            Ok(())
+        };
+        let res = retry_store(&r, "flush the store", hangs).await;
+        assert!(
+            matches!(&res, Err(Step::Store(e)) if e.contains("did not answer within 50ms")),
+            "{res:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_revoked_partition_does_not_retry_its_store_writes() {
         let (calls, op) = flaky(usize::MAX);
         let res = retry_store(&retry(true), "write", op).await;
