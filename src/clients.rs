@@ -19,19 +19,27 @@ pub(crate) fn client_config(config: &Config, bootstrap: &str) -> ClientConfig {
         c.set(k, v);
     }
     c.set("bootstrap.servers", bootstrap);
-    if !config.broker.librdkafka.contains_key("client.id") {
-        c.set("client.id", &config.app.id);
-    }
+    set_default(&mut c, "client.id", &config.app.id);
     c
+}
+
+/// Sets `key` to faust-rs's default unless the user's settings, already in `c`, give it: a
+/// setting a user gives is never replaced.
+pub(crate) fn set_default(c: &mut ClientConfig, key: &str, value: &str) {
+    if c.get(key).is_none() {
+        c.set(key, value);
+    }
 }
 
 /// Settings of the node's producers: [`client_config`] and, unless `[broker.librdkafka]` names
 /// one, Java's key partitioner ([`crate::config::BrokerConfig::partitioner`]).
 pub(crate) fn producer_config(config: &Config, bootstrap: &str) -> ClientConfig {
     let mut c = client_config(config, bootstrap);
-    if !config.broker.librdkafka.contains_key("partitioner") {
-        c.set("partitioner", config.broker.partitioner().librdkafka_name());
-    }
+    set_default(
+        &mut c,
+        "partitioner",
+        config.broker.partitioner().librdkafka_name(),
+    );
     c
 }
 
@@ -63,13 +71,7 @@ pub(crate) fn transactional_config(
 ) -> ClientConfig {
     let mut c = producer_config(config, bootstrap);
     c.set("transactional.id", transactional_id(config, node_id));
-    if !config
-        .broker
-        .librdkafka
-        .contains_key("transaction.timeout.ms")
-    {
-        c.set("transaction.timeout.ms", "10000");
-    }
+    set_default(&mut c, "transaction.timeout.ms", "10000");
     c
 }
 
@@ -86,24 +88,12 @@ pub(crate) fn consumer_config(config: &Config, bootstrap: &str) -> ClientConfig 
         )
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", session.to_string());
-    if !config
-        .broker
-        .librdkafka
-        .contains_key("heartbeat.interval.ms")
-    {
-        // A third of the session, as Kafka recommends (and the frozen-node bound assumes).
-        c.set("heartbeat.interval.ms", (session / 3).to_string());
-    }
+    // A third of the session, as Kafka recommends (and the frozen-node bound assumes).
+    set_default(&mut c, "heartbeat.interval.ms", &(session / 3).to_string());
     // Prefetch: librdkafka's default (64 MiB) cost about 150 MiB of RSS on a node with four
     // partitions and bought no throughput (scripts/bench). Lowering `queued.min.messages`
     // instead cost two thirds of the throughput. [broker.librdkafka] can still set it.
-    if !config
-        .broker
-        .librdkafka
-        .contains_key("queued.max.messages.kbytes")
-    {
-        c.set("queued.max.messages.kbytes", "2048");
-    }
+    set_default(&mut c, "queued.max.messages.kbytes", "2048");
     c
 }
 

@@ -13,6 +13,7 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
+use crate::clients::set_default;
 use crate::config::Config;
 
 /// What to send, and where: the arguments of `faust-node send`.
@@ -118,13 +119,13 @@ pub async fn send(args: &SendArgs, config: Option<&Config>) -> Result<(i32, i64)
             client.set(k, v);
         }
     }
-    if !config.is_some_and(|c| c.broker.librdkafka.contains_key("partitioner")) {
-        // The node's default: keys land where a node's queries and joins look for them.
-        client.set("partitioner", Partitioner::default().librdkafka_name());
-    }
-    if !config.is_some_and(|c| c.broker.librdkafka.contains_key("message.timeout.ms")) {
-        client.set("message.timeout.ms", "30000");
-    }
+    // The node's default partitioner: keys land where a node's queries and joins look for them.
+    set_default(
+        &mut client,
+        "partitioner",
+        Partitioner::default().librdkafka_name(),
+    );
+    set_default(&mut client, "message.timeout.ms", "30000");
     let producer: FutureProducer = client
         .set("bootstrap.servers", &broker)
         .create()

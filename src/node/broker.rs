@@ -7,7 +7,7 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, Producer};
 
 use super::Node;
-use crate::clients::{connect, producer_config, reader_config};
+use crate::clients::{connect, producer_config, reader_config, set_default};
 use crate::error::Error;
 use crate::topics;
 
@@ -29,12 +29,10 @@ impl Broker {
         let (config, bootstrap) = (&node.topology.config, &node.bootstrap);
         let needed = &node.topology.topics;
         let mut producer_config = producer_config(config, bootstrap);
-        if !config.broker.librdkafka.contains_key("enable.idempotence") {
-            // In order and without gaps per partition, even across retries: a changelog then
-            // holds a prefix of each commit's records, which windowed tables rely on (stream
-            // time last).
-            producer_config.set("enable.idempotence", "true");
-        }
+        // In order and without gaps per partition, even across retries: a changelog then
+        // holds a prefix of each commit's records, which windowed tables rely on (stream time
+        // last).
+        set_default(&mut producer_config, "enable.idempotence", "true");
         bound_delivery_time(&mut producer_config, config);
         let producer: FutureProducer =
             producer_config
