@@ -278,7 +278,7 @@ impl Node {
             .collect();
         tracing::info!(
             app = %config.app.id, broker = %self.bootstrap, cluster = %broker.cluster_id,
-            embedded = self.embedded, topics = ?self.topology.runtime.source_topics(),
+            embedded = self.embedded, topics = ?self.topology.runtime.all_topics(),
             agents = ?agents, partitions = ?partitions, store = %store.display(), web = ?web,
             workers, librdkafka = ?extra, "node started"
         );

@@ -88,11 +88,18 @@ pub(crate) fn plan(topology: &Topology, to: ResetTo) -> Result<Plan, String> {
         .map(|t| t.name().to_owned())
         .collect();
     let mut offsets = Vec::new();
-    for (topic, source) in &topology.runtime.sources {
-        if !existing.contains(topic) {
+    // Every topic of every task group (the consumer subscribes to the leads only, and commits
+    // each topic's offsets).
+    for topic in topology.runtime.all_topics() {
+        if !existing.contains(&topic) {
             continue;
         }
-        for p in 0..source.partitions {
+        let source = topology
+            .runtime
+            .lead_of(&topic)
+            .and_then(|l| topology.runtime.source(l));
+        for p in 0..source.map_or(1, |s| s.partitions) {
+            let topic = &topic;
             let (low, high) = consumer
                 .fetch_watermarks(topic, p, timeout)
                 .map_err(|e| format!("cannot read the offsets of {topic}[{p}]: {e}"))?;

@@ -73,7 +73,8 @@ impl Topology {
     }
 
     /// What `faust-node agents` prints: each agent as configured (topics, sinks, tables with
-    /// their changelogs, error policy, `group_by` stage), then the topics the node needs.
+    /// their changelogs, error policy, `group_by` stage), the task groups of several topics,
+    /// then the topics the node needs.
     pub(crate) fn describe(&self) -> String {
         let app = &self.config.app.id;
         let mut out = format!("app {app}\n");
@@ -113,6 +114,16 @@ impl Topology {
             out.push_str(&format!(
                 "  on error: {} retries, then {on_error}\n",
                 p.retries
+            ));
+        }
+        let groups = self.runtime.sources.values().filter(|g| g.topics.len() > 1);
+        for g in groups {
+            let topics: Vec<&str> = g.topics.iter().map(|t| &**t).collect();
+            out.push_str(&format!(
+                "task group {}: partition p of each is one task ({} tasks; subscribed: {})\n",
+                topics.join(" + "),
+                g.partitions,
+                topics[0]
             ));
         }
         out.push_str("topics\n");
@@ -201,7 +212,7 @@ impl Topology {
         }
         let mut names = BTreeSet::new();
         // Each table with the first agent that declares it and that agent's topics.
-        let mut tables: BTreeMap<String, (String, Vec<String>, TableSpec)> = BTreeMap::new();
+        let mut tables: BTreeMap<String, (String, TableSpec)> = BTreeMap::new();
         for name in config.agents.keys() {
             if !agents.iter().any(|a| a.name() == name) {
                 bad(
@@ -227,10 +238,10 @@ impl Topology {
                 let name = agent.name();
                 match tables.get(&*spec.name) {
                     None => {
-                        let first = (name.to_owned(), topics.clone(), spec.clone());
+                        let first = (name.to_owned(), spec.clone());
                         tables.insert(spec.name.to_string(), first);
                     }
-                    Some((other, _, first)) if *first != spec => bad(
+                    Some((other, first)) if *first != spec => bad(
                         String::new(),
                         format!(
                             "table `{}` is declared by agents `{other}` and `{name}` with \
@@ -239,21 +250,28 @@ impl Topology {
                             spec.name
                         ),
                     ),
-                    Some((other, theirs, _)) if *theirs != topics => bad(
-                        String::new(),
-                        format!(
-                            "table `{}` is used by agent `{other}` (topics {theirs:?}) and agent \
-                             `{name}` (topics {topics:?}): a table is sharded like its source \
-                             topic, so the agents that share it must consume the same topic \
-                             (co-partitioned groups of topics are not supported yet)",
-                            spec.name
-                        ),
-                    ),
                     Some(_) => {}
                 }
-                if topics.len() != 1 {
-                    bad(String::new(), format!("agent `{}` has table `{}` but consumes {} topics: a table is sharded like exactly one source topic", agent.name(), spec.name, topics.len()));
-                }
+            }
+        }
+        // Topics that feed the same tables are one task group: partition `p` of each is one
+        // task, so they must have as many partitions.
+        for group in faust_actors::runtime::topology::groups(&Self::configured(agents, config)) {
+            let counts: Vec<(String, i32)> = group
+                .iter()
+                .filter_map(|t| Some((t.clone(), config.topics.get(t)?.partitions)))
+                .collect();
+            if counts.windows(2).any(|w| w[0].1 != w[1].1) {
+                let list: Vec<String> = counts.iter().map(|(t, n)| format!("{t} ({n})")).collect();
+                bad(
+                    format!("topics.{}", group[0]),
+                    format!(
+                        "topics {} feed the same tables, so partition p of each is processed \
+                         together (co-partitioned), but their partition counts differ: give \
+                         them the same number of partitions",
+                        list.join(", ")
+                    ),
+                );
             }
         }
         issues
@@ -456,22 +474,55 @@ partitions = 2
         assert!(keys.contains(&"agents.nobody"), "{keys:?}");
     }
 
-    #[test]
-    fn a_table_shared_by_agents_of_different_topics_is_refused_with_the_reason() {
-        let counts = crate::demo::page_counts();
+    /// The demo agent and a second one on `clicks` sharing its table.
+    fn sharing() -> Vec<AgentRef> {
         let a = App::new().agent(PageViews::new());
         let clicks = crate::demo::PageViews::on_topic("clicks");
         let mut agents = a.agents.clone();
         agents.push(faust_actors::AgentRef::new(Renamed(clicks)));
-        let err = Topology::compile(&agents, &config(BASE)).unwrap_err();
+        agents
+    }
+
+    #[test]
+    fn topics_sharing_a_table_must_have_equal_partition_counts() {
+        let err = Topology::compile(&sharing(), &config(BASE)).unwrap_err();
         let text = err.to_string();
         assert!(
-            text.contains(&format!(
-                "table `{}` is used by agent `page_views` (topics [\"page_views\"]) and agent \
-                 `clicks` (topics [\"clicks\"]): a table is sharded like its source topic",
-                counts.name()
-            )),
+            text.contains(
+                "topics clicks (2), page_views (4) feed the same tables, so partition p of \
+                 each is processed together (co-partitioned), but their partition counts differ"
+            ),
             "{text}"
+        );
+        assert_eq!(err.issues[0].key, "topics.clicks");
+    }
+
+    #[test]
+    fn topics_sharing_a_table_form_one_task_group_led_by_the_first_by_name() {
+        let toml = BASE.replace("partitions = 2", "partitions = 4");
+        let t = Topology::compile(&sharing(), &config(&toml)).unwrap();
+        assert_eq!(
+            t.runtime.source_topics(),
+            ["clicks"],
+            "only the lead is subscribed"
+        );
+        assert_eq!(t.runtime.all_topics(), ["clicks", "page_views"]);
+        let group = t.runtime.source("clicks").unwrap();
+        let topics: Vec<&str> = group.topics.iter().map(|t| &**t).collect();
+        assert_eq!(topics, ["clicks", "page_views"]);
+        assert_eq!(group.agents.len(), 2);
+        assert_eq!(group.tables.len(), 1, "one shared table");
+        assert_eq!(
+            t.runtime.lead_of("page_views").map(|l| &**l),
+            Some("clicks")
+        );
+        assert!(
+            t.describe().contains(
+                "task group clicks + page_views: partition p of each is one task (4 tasks; \
+                 subscribed: clicks)"
+            ),
+            "{}",
+            t.describe()
         );
     }
 

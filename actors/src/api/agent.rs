@@ -152,15 +152,37 @@ impl<K, V> Event<'_, K, V> {
         self.record
     }
 
-    /// This partition's shard of `table`.
+    /// This task's shard of `table` (partition `p` of every topic of the task sees shard `p`).
+    ///
+    /// Reads see every write of this task so far, committed or not, in the order the task
+    /// processed its events (one actor processes all of a task's topics, one batch at a time);
+    /// never a write of another partition.
     ///
     /// # Errors
-    /// The table is not declared by an agent of this topic, or is used with other types.
+    /// The table is not declared by an agent of this task, or is used with other types.
     pub fn table<TK: TableKey, TV: TableValue>(
         &mut self,
         table: &Table<TK, TV>,
     ) -> Result<TableView<'_, TK, TV>> {
         self.tables.view(table)
+    }
+
+    /// Stream-table join: the value `table` holds for this event's key, from this task's shard
+    /// (`None` for an event without a key, or a key the table does not hold). The table's
+    /// key type is the event's, and the agent declares the table in
+    /// [`tables`](crate::Agent::tables), which makes its topic and the table's writers'
+    /// topics one co-partitioned task. Shorthand for `event.table(&t)?.get(key)`.
+    ///
+    /// # Errors
+    /// As [`table`](Self::table), or the stored value does not decode.
+    pub fn join<TV: TableValue>(&mut self, table: &Table<K, TV>) -> Result<Option<TV>>
+    where
+        K: TableKey,
+    {
+        match self.key.as_ref() {
+            Some(key) => self.tables.view(table)?.get(key),
+            None => Ok(None),
+        }
     }
 
     /// This partition's shard of the windowed `table`, at this event's time (from the table's

@@ -77,9 +77,9 @@ impl Output {
 
 /// A record handed to the producer, not yet acknowledged.
 pub(crate) struct Pending {
-    /// The offset of the source record whose event sent it (`None`: sent between events, by
-    /// a window closing on processing time).
-    source: Option<i64>,
+    /// The topic and offset of the source record whose event sent it (`None`: sent between
+    /// events, by a window closing on processing time).
+    source: Option<(Arc<str>, i64)>,
     topic: String,
     delivery: DeliveryFuture,
 }
@@ -89,6 +89,8 @@ pub(crate) struct Pending {
 pub(crate) struct RefusedOutput {
     /// Offset of the source record.
     pub(crate) source: i64,
+    /// Topic of the source record.
+    pub(crate) source_topic: Arc<str>,
     /// The reason label (`output_too_large`, `output_timestamp`, ...).
     pub(crate) reason: &'static str,
     /// What the broker said, and about which topic.
@@ -319,12 +321,12 @@ impl Outbox {
     }
 
     /// Hands the current event's records to the producer, each tagged with `source`, the
-    /// offset of the event's record (`None` between events).
+    /// topic and offset of the event's record (`None` between events).
     ///
     /// # Errors
     /// The producer refused a record at once (for good: [`Error::OutputRefused`]), or its
     /// queue stayed full. Records handed over before it stay in flight.
-    pub(crate) async fn release(&mut self, source: Option<i64>) -> Result<()> {
+    pub(crate) async fn release(&mut self, source: Option<(Arc<str>, i64)>) -> Result<()> {
         // Without a producer nothing was staged (`stage` refuses).
         let Some(producer) = self.producer.clone() else {
             return Ok(());
@@ -333,7 +335,7 @@ impl Outbox {
         for out in std::mem::take(&mut self.staged) {
             let delivery = self.enqueue(&producer, &out).await?;
             self.pending.push(Pending {
-                source,
+                source: source.clone(),
                 topic: out.topic,
                 delivery,
             });
@@ -451,8 +453,9 @@ pub(crate) async fn confirm(pending: Vec<Pending>) -> std::result::Result<(), Un
             }
         };
         match (classify(&error), p.source) {
-            (Fault::Record, Some(source)) => failed.refused.push(RefusedOutput {
+            (Fault::Record, Some((source_topic, source))) => failed.refused.push(RefusedOutput {
                 source,
+                source_topic,
                 reason: reason_of(&error),
                 error: format!("`{}` refused the record: {error}", p.topic),
             }),

@@ -8,6 +8,7 @@
 //!   repartition, members) and the sled key layout.
 //! - [`partitioner`]: which partition a key goes to (Java's murmur2 by default), for the
 //!   producer and for routing queries alike.
+//! - [`positions`]: a task's offsets, one per topic of its co-partitioned group.
 //! - [`fault`]: the one place that classifies a failure: transient, this record, or fatal.
 //! - [`secrets`]: masking secret client settings in logs, errors and `Debug` output.
 //! - [`error`]: this crate's one error type.
@@ -17,5 +18,6 @@ pub mod error;
 pub mod fault;
 pub mod names;
 pub mod partitioner;
+pub mod positions;
 pub mod record;
 pub mod secrets;

@@ -1,11 +1,13 @@
 //! Every name the runtime writes, in one place: internal topics, headers, and the layout of
 //! the sled store. Renaming one here renames it everywhere.
 //!
-//! Layout of a partition's tree (`partition/<topic>/<partition>`):
+//! Layout of a task's tree (`partition/<lead topic>/<partition>`; a task is partition `p` of a
+//! co-partitioned group of topics, named after its lead, the first topic by name):
 //! - `d/<table>\0<key bytes>` -> value bytes, encoded with the table's codecs (a windowed
 //!   table keeps its stream time under `STREAM_TIME_KEY` after that prefix);
-//! - `m/offset` -> the next source offset to read, written in the same batch as the data, so the
-//!   store always says which events its tables already contain;
+//! - `m/offset` -> the lead topic's next source offset to read, written in the same batch as
+//!   the data, so the store always says which events its tables already contain; `m/offset/<topic>`
+//!   the same for each other topic of the group;
 //! - `m/count/<table>` -> number of keys of that table in this partition;
 //! - `m/changelog/<table>` -> the next changelog offset applied (standbys and restores).
 
@@ -44,8 +46,17 @@ pub const SOURCE_TIMESTAMP_HEADER: &str = "faust-source-timestamp";
 
 // The sled store's layout.
 
-/// Key of the next source offset in a partition tree.
+/// Key of the lead topic's next source offset in a task's tree.
 pub(crate) const OFFSET_KEY: &[u8] = b"m/offset";
+
+/// Key of `topic`'s next source offset in the tree of the task led by `lead`.
+pub(crate) fn offset_key(lead: &str, topic: &str) -> Vec<u8> {
+    if lead == topic {
+        OFFSET_KEY.to_vec()
+    } else {
+        [OFFSET_KEY, b"/", topic.as_bytes()].concat()
+    }
+}
 
 /// Name of the sled tree holding this node's full copy of global table `table`.
 pub(crate) fn global_tree_name(table: &str) -> String {

@@ -143,7 +143,7 @@ async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
                 alone = true;
             }
         }
-        let source = chunk.last().map(|r| r.offset);
+        let source = chunk.last().map(|r| (r.topic.clone(), r.offset));
         let call = async {
             let Work { tables, outbox, .. } = &mut work;
             let handled = match size {
@@ -185,7 +185,8 @@ async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
             Ok(Ok(())) => {
                 work.tables.end_event();
                 if alone {
-                    work.refused.remove(&chunk[0].offset);
+                    work.refused
+                        .remove(&(chunk[0].topic.clone(), chunk[0].offset));
                 }
                 i += chunk.len();
                 continue;

@@ -5,6 +5,9 @@
 //! block until the revoked partitions are committed. Records themselves never pass through that
 //! thread: each partition's queue is split off before assignment and read by its partition actor.
 //!
+//! - Only the leads of the app's co-partitioned groups are subscribed (see `topology`): with
+//!   each lead partition `p`, the callback assigns partition `p` of the group's other topics
+//!   too, and revokes them with it, so one node always holds all of a task.
 //! - Assign: for each partition, the start offset is the store's (the offset its tables reflect)
 //!   when it has one, else the group's committed offset (exactly once: always the group's, which
 //!   a `read_committed` consumer reads only once no transaction holding it is pending); the
@@ -30,7 +33,7 @@ use crate::io::reader::PartitionReader;
 use crate::metrics::Metrics;
 use crate::model::error::{Error, Result};
 use crate::model::record::Record;
-use crate::runtime::messages::{Assigned, AssignedPart, Rebalances, Revoke, Stray};
+use crate::runtime::messages::{Assigned, AssignedPart, Input, Rebalances, Revoke, Stray};
 use crate::runtime::start::{start_of, Start};
 use crate::runtime::topology::Topology;
 use crate::state::store::Store;
@@ -72,7 +75,6 @@ impl ClientContext for NodeContext {
 struct Part {
     topic: Arc<str>,
     partition: i32,
-    start: Start,
 }
 
 impl NodeContext {
@@ -82,10 +84,6 @@ impl NodeContext {
             .map(|e| Part {
                 topic: Arc::from(e.topic()),
                 partition: e.partition(),
-                start: Start {
-                    at: None,
-                    committed: None,
-                },
             })
             .collect()
     }
@@ -102,87 +100,118 @@ impl NodeContext {
         })
     }
 
-    /// Whether the store holds the latest state of the partition's tables: every changelog
-    /// record is applied (no other node wrote since).
-    fn store_is_latest(
-        &self,
-        consumer: &NodeConsumer,
-        topic: &str,
-        partition: i32,
-    ) -> Result<bool> {
-        let changelogs = self.topology.source(topic).map(|s| &s.changelogs);
+    /// Whether the store holds the latest state of the task's tables: every changelog record
+    /// is applied (no other node wrote since).
+    fn store_is_latest(&self, consumer: &NodeConsumer, lead: &str, partition: i32) -> Result<bool> {
+        let changelogs = self.topology.source(lead).map(|s| &s.changelogs);
         for (table, changelog) in changelogs.into_iter().flatten() {
             let (_, high) = consumer
                 .fetch_watermarks(changelog, partition, self.timeout)
                 .map_err(|e| {
                     Error::kafka(format!("reading the end of {changelog}[{partition}]"), e)
                 })?;
-            if self.store.changelog_applied(topic, partition, table)? != high {
+            if self.store.changelog_applied(lead, partition, table)? != high {
                 return Ok(false);
             }
         }
         Ok(true)
     }
 
-    /// Where a newly assigned partition starts (see `start`).
-    fn start_offset(&self, consumer: &NodeConsumer, part: &Part, committed: Option<i64>) -> Start {
+    /// Where `topic`'s partition of the task `lead`/`p` starts (see `start`); `latest` tells
+    /// whether the store holds the task's latest state, asked once per task.
+    fn start_offset(
+        &self,
+        consumer: &NodeConsumer,
+        (lead, topic, p): (&str, &str, i32),
+        committed: Option<i64>,
+        latest: &mut Option<bool>,
+    ) -> Start {
         if self.committed_only {
             return start_of(true, None, committed, false);
         }
-        let (topic, p) = (&part.topic, part.partition);
-        let stored = match self.store.next_offset(topic, p) {
+        let stored = match self.store.task_offset(lead, topic, p) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(%topic, partition = p, error = %e, "cannot read the stored offset");
                 None
             }
         };
-        let latest = match self.store_is_latest(consumer, topic, p) {
+        let latest = *latest.get_or_insert_with(|| match self.store_is_latest(consumer, lead, p) {
             Ok(latest) => latest,
             Err(e) => {
                 tracing::warn!(%topic, partition = p, error = %e,
                     "cannot compare the store with the changelog; starting from the group's commit");
                 false
             }
-        };
+        });
         start_of(false, stored, committed, latest)
     }
 
-    fn on_assign(&self, consumer: &NodeConsumer, tpl: &mut TopicPartitionList) {
-        let mut parts = Self::parts(tpl);
-        let committed = self.committed(consumer, tpl);
-        for part in &mut parts {
-            let key = (part.topic.to_string(), part.partition);
-            part.start = self.start_offset(consumer, part, committed.get(&key).copied());
-            if let Some(offset) = part.start.at {
-                if let Err(e) =
-                    tpl.set_partition_offset(&part.topic, part.partition, Offset::Offset(offset))
-                {
-                    tracing::error!(topic = %part.topic, partition = part.partition, error = %e,
-                        "cannot set the start offset");
-                }
+    /// The topics of the group `lead` leads (only itself when the app does not consume it).
+    fn group(&self, lead: &Arc<str>) -> Vec<Arc<str>> {
+        match self.topology.source(lead) {
+            Some(source) if !source.topics.is_empty() => source.topics.clone(),
+            _ => vec![lead.clone()],
+        }
+    }
+
+    /// `tpl` (leads) with partition `p` of every other topic of each lead's group.
+    fn with_followers(&self, tpl: &TopicPartitionList) -> TopicPartitionList {
+        let mut all = tpl.clone();
+        for part in Self::parts(tpl) {
+            for topic in self.group(&part.topic).iter().skip(1) {
+                all.add_partition(topic, part.partition);
             }
         }
+        all
+    }
+
+    fn on_assign(&self, consumer: &NodeConsumer, leads: &mut TopicPartitionList) {
+        // Only leads are subscribed: the group's other topics' partition `p` is assigned with
+        // the lead's, here, so a task's partitions are always on one node (see `topology`).
+        let mut tpl = self.with_followers(leads);
+        let committed = self.committed(consumer, &tpl);
         let Some(arc) = self.consumer.get().and_then(Weak::upgrade) else {
             tracing::error!("assignment received while the consumer is shutting down");
             return;
         };
         let mut assigned = Vec::new();
-        for part in parts {
-            match PartitionReader::split(&arc, part.topic.clone(), part.partition) {
-                Some(reader) => assigned.push(AssignedPart {
-                    topic: part.topic,
-                    partition: part.partition,
-                    start: part.start,
-                    reader,
-                }),
-                None => tracing::error!(topic = %part.topic, partition = part.partition,
-                    "cannot split the partition queue; the partition will not be processed"),
+        for lead in Self::parts(leads) {
+            let p = lead.partition;
+            let mut latest = None;
+            let mut inputs = Vec::new();
+            for topic in self.group(&lead.topic) {
+                let key = (topic.to_string(), p);
+                let at = (&*lead.topic, &*topic, p);
+                let start =
+                    self.start_offset(consumer, at, committed.get(&key).copied(), &mut latest);
+                if let Some(offset) = start.at {
+                    if let Err(e) = tpl.set_partition_offset(&topic, p, Offset::Offset(offset)) {
+                        tracing::error!(%topic, partition = p, error = %e,
+                            "cannot set the start offset");
+                    }
+                }
+                match PartitionReader::split(&arc, topic.clone(), p) {
+                    Some(reader) => inputs.push(Input {
+                        topic,
+                        start,
+                        reader,
+                    }),
+                    None => tracing::error!(%topic, partition = p,
+                        "cannot split the partition queue; the task will not be processed"),
+                }
+            }
+            if inputs.len() == self.group(&lead.topic).len() {
+                assigned.push(AssignedPart {
+                    topic: lead.topic,
+                    partition: p,
+                    inputs,
+                });
             }
         }
         let result = match consumer.rebalance_protocol() {
-            RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
-            _ => consumer.assign(tpl),
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(&tpl),
+            _ => consumer.assign(&tpl),
         };
         if let Err(e) = result {
             tracing::error!(error = %e, "assign failed");
@@ -230,7 +259,9 @@ impl NodeContext {
             }
         }
         let result = match consumer.rebalance_protocol() {
-            RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+            RebalanceProtocol::Cooperative => {
+                consumer.incremental_unassign(&self.with_followers(tpl))
+            }
             _ => consumer.unassign(),
         };
         if let Err(e) = result {

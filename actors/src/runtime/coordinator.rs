@@ -27,14 +27,14 @@ use crate::io::reader::PartitionReader;
 use crate::io::transactional::Transactions;
 use crate::metrics::throughput::RateMeter;
 use crate::metrics::Metrics;
-use crate::runtime::consumer::{NodeConsumer, NodeContext};
-use crate::runtime::messages::{Abandon, Assigned, Rebalances, Revoke, StopAll, Stray};
+use crate::runtime::consumer::NodeConsumer;
+use crate::runtime::messages::{Abandon, Assigned, Input, Rebalances, Revoke, StopAll, Stray};
 use crate::runtime::partition::{
     Forward, PartitionActor, PartitionInit, PartitionSettings, Stop, WorkFactory,
 };
 use crate::runtime::progress::{Progress, Watch};
 use crate::runtime::standby::Standby;
-use crate::runtime::start::{start_of, Start};
+use crate::runtime::start::start_of;
 use crate::runtime::topology::{SourceTopic, Topology};
 use crate::runtime::work::Work;
 use crate::state::set::TableSet;
@@ -86,7 +86,8 @@ pub(crate) struct Running {
     pub(crate) addr: Addr<PartitionActor>,
     /// Which start of the partition this is (see [`Join`](crate::runtime::messages::Join)).
     pub(crate) started: usize,
-    progress: Arc<Progress>,
+    /// Per topic of the task.
+    progress: Vec<(Arc<str>, Arc<Progress>)>,
     revoked: Arc<AtomicBool>,
     /// The assignment was lost: the partition must commit nothing more.
     lost: Arc<AtomicBool>,
@@ -201,8 +202,7 @@ impl Coordinator {
         &mut self,
         topic: Arc<str>,
         partition: i32,
-        start: Start,
-        reader: PartitionReader<NodeContext>,
+        inputs: Vec<Input>,
         consumer: Arc<NodeConsumer>,
         seek_on_start: bool,
     ) {
@@ -212,7 +212,10 @@ impl Coordinator {
         };
         let revoked = Arc::new(AtomicBool::new(false));
         let lost = Arc::new(AtomicBool::new(false));
-        let progress = Progress::new(start.committed);
+        let progress: Vec<_> = inputs
+            .iter()
+            .map(|i| (i.topic.clone(), Progress::new(i.start.committed)))
+            .collect();
         // Which start of a partition this is (a Join from an earlier one is refused).
         let started = self.next_worker;
         let init = PartitionInit {
@@ -223,11 +226,10 @@ impl Coordinator {
             topic: topic.clone(),
             partition,
             agents: source.agents,
-            reader,
+            inputs,
             consumer,
             db: self.init.store.db().clone(),
             path: self.init.store.path().clone(),
-            start,
             seek_on_start,
             revoked: revoked.clone(),
             lost: lost.clone(),
@@ -302,7 +304,7 @@ impl Coordinator {
             .partitions
             .iter()
             .filter(|(_, r)| r.addr.connected())
-            .map(|((t, p), r)| (t, *p, &*r.progress));
+            .flat_map(|((_, p), r)| r.progress.iter().map(move |(t, g)| (t, *p, &**g)));
         self.watch.observe(running, watermarks, &self.init.metrics);
     }
 
@@ -370,37 +372,53 @@ impl Coordinator {
             .map(|(k, _)| k.clone())
             .collect();
         for (topic, partition) in dead {
-            let Some(consumer) = self.consumer.clone() else {
-                continue;
+            self.restart_partition(topic, partition);
+        }
+    }
+
+    /// Restarts a task whose actor stopped on its own, from its last commit (the same rule as
+    /// on assignment, see `start`; the store of a task that ran here holds every changelog
+    /// write it made). No answer from the group: again at the next tick.
+    fn restart_partition(&mut self, lead: Arc<str>, partition: i32) {
+        let Some(consumer) = self.consumer.clone() else {
+            return;
+        };
+        let topics = match self.init.topology.source(&lead) {
+            Some(s) => s.topics.clone(),
+            None => vec![lead.clone()],
+        };
+        let exactly = self.init.transactions.is_some();
+        let mut starts = Vec::new();
+        for topic in topics {
+            let timeout = Duration::from_secs(5);
+            let Ok(group) = group_offset(&consumer, &topic, partition, timeout) else {
+                return;
             };
-            // The same rule as on assignment (see `start`); the store of a partition that ran
-            // here holds every changelog write it made. No answer: again at the next tick.
-            let Ok(group) = group_offset(&consumer, &topic, partition, Duration::from_secs(5))
-            else {
-                continue;
-            };
-            let stored = self
-                .init
-                .store
-                .next_offset(&topic, partition)
-                .ok()
-                .flatten();
-            let exactly = self.init.transactions.is_some();
+            let store = &self.init.store;
+            let stored = store.task_offset(&lead, &topic, partition).ok().flatten();
             let mut start = start_of(exactly, stored, group, true);
             // Seeking needs an offset: no commit yet means the beginning.
             start.at = start.at.or(Some(0));
-            self.partitions.remove(&(topic.clone(), partition));
-            tracing::error!(%topic, partition, ?start,
-                "partition actor stopped on its own; restarting it from its last commit");
+            starts.push((topic, start));
+        }
+        self.partitions.remove(&(lead.clone(), partition));
+        tracing::error!(topic = %lead, partition, ?starts,
+            "partition actor stopped on its own; restarting it from its last commit");
+        let mut inputs = Vec::new();
+        for (topic, start) in starts {
             match PartitionReader::split(&consumer, topic.clone(), partition) {
-                Some(reader) => {
-                    self.start_partition(topic, partition, start, reader, consumer, true)
-                }
+                Some(reader) => inputs.push(Input {
+                    topic,
+                    start,
+                    reader,
+                }),
                 None => {
-                    tracing::error!(%topic, partition, "cannot split the partition queue again")
+                    tracing::error!(%topic, partition, "cannot split the partition queue again");
+                    return;
                 }
             }
         }
+        self.start_partition(lead, partition, inputs, consumer, true);
     }
 }
 
@@ -467,7 +485,7 @@ impl Handler<Assigned> for Coordinator {
             .map(move |_, act, _| {
                 for p in msg.parts {
                     let consumer = msg.consumer.clone();
-                    act.start_partition(p.topic, p.partition, p.start, p.reader, consumer, false);
+                    act.start_partition(p.topic, p.partition, p.inputs, consumer, false);
                 }
                 act.reconcile_standbys();
             }),
@@ -501,7 +519,8 @@ impl Handler<Stray> for Coordinator {
     type Result = ();
 
     fn handle(&mut self, msg: Stray, _ctx: &mut Self::Context) {
-        let key = (msg.0.topic.clone(), msg.0.partition);
+        let lead = self.init.topology.lead_of(&msg.0.topic).cloned();
+        let key = (lead.unwrap_or_else(|| msg.0.topic.clone()), msg.0.partition);
         match self.partitions.get(&key) {
             Some(r) => r.addr.do_send(Forward(msg.0)),
             None => tracing::error!(topic = %key.0, partition = key.1, offset = msg.0.offset,

@@ -17,6 +17,7 @@ use futures::future::Shared;
 use crate::io::reader::PartitionReader;
 pub(crate) use crate::io::transactional::Outcome;
 use crate::model::error::Error;
+use crate::model::positions::Positions;
 use crate::model::record::Record;
 use crate::runtime::consumer::{NodeConsumer, NodeContext};
 use crate::runtime::start::Start;
@@ -24,13 +25,21 @@ use crate::runtime::work::Work;
 
 // The coordinator's inbox (from the consumer thread and the node).
 
-/// One newly assigned partition, its queue already split off the consumer.
-pub(crate) struct AssignedPart {
+/// One topic's partition of a newly assigned task, its queue already split off the consumer.
+pub(crate) struct Input {
     pub(crate) topic: Arc<str>,
-    pub(crate) partition: i32,
     /// Where it starts, and the group's commit (see `start`).
     pub(crate) start: Start,
     pub(crate) reader: PartitionReader<NodeContext>,
+}
+
+/// One newly assigned task: partition `partition` of every topic of the group led by `topic`
+/// (see `topology`).
+pub(crate) struct AssignedPart {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    /// The lead's partition first, then the group's other topics'.
+    pub(crate) inputs: Vec<Input>,
 }
 
 /// Partitions newly assigned to this node.
@@ -104,9 +113,9 @@ pub(crate) enum Vote {
     /// Everything before `next` is written to the transaction; `wrote` when anything changed
     /// since the last commit.
     Ready {
-        topic: Arc<str>,
         partition: i32,
-        next: Option<i64>,
+        /// Each topic of the task with its next offset.
+        next: Positions,
         wrote: bool,
     },
     /// The transaction must not commit, because of this.

@@ -1,13 +1,17 @@
 //! # runtime: the actors that run an app
 //!
 //! The top layer: it uses every layer below and none uses it. Following one event:
-//! - [`consumer`]: the node's one Kafka consumer, its rebalance callbacks, and the thread that
-//!   polls its main queue (rebalances only: records go straight to partitions).
+//! - [`topology`]: the app compiled for the runtime, and its **tasks**: topics that feed the
+//!   same tables are one co-partitioned group, and partition `p` of all of them is one task.
+//! - [`consumer`]: the node's one Kafka consumer, its rebalance callbacks (which assign a
+//!   group's other topics with its lead, so a task is never split), and the thread that polls
+//!   its main queue (rebalances only: records go straight to partitions).
 //! - [`coordinator`]: turns assign/revoke into partition actors, watches them, keeps standbys
 //!   and global copies, computes throughput; **exactly once**, it runs node-wide commit rounds
 //!   in one Kafka transaction (`coordinator::rounds`).
 //! - `start`: where a partition starts (one rule for assignment, promotion and restart).
-//! - `partition`: the partition actor: reads its queue, hands batches in order to agent actors.
+//! - `partition`: the partition actor, one per task: reads its topics' queues, hands batches in
+//!   order to agent actors (`partition::batch`), keeps each topic's offsets.
 //!   Its submodules hold **the commit cycle** (`partition::cycle`, its steps in
 //!   `partition::cycle::steps`: outputs acknowledged -> changelog -> store -> Kafka offset),
 //!   **what decides a retry** (`partition::decide`, a pure function: retry with back-off, wait,

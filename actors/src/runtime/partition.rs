@@ -1,7 +1,9 @@
-//! The partition actor: one per assigned source partition, on a worker arbiter.
+//! The partition actor: one per assigned task (partition `p` of each topic of a co-partitioned
+//! group, see `topology`), on a worker arbiter. It is named after the group's lead topic, and
+//! keeps each topic's offsets apart ([`Positions`]).
 //!
-//! It reads its partition's queue in batches, hands each batch in order to the agent actors of
-//! the topic (one batch in flight, awaited: that await is the back-pressure that leaves unread
+//! It reads its topics' partition queues in batches (each batch from one topic; the queues are
+//! merged as their records arrive), hands each batch in order to the agent actors of that topic (one batch in flight, awaited: that await is the back-pressure that leaves unread
 //! records in librdkafka's bounded queue), and runs the commit cycle:
 //!
 //! 1. no batch in flight (a batch and the first half run under `ctx.wait`, so they never
@@ -23,7 +25,7 @@
 //! function), `exactly` (its side of exactly-once rounds), `handlers` (stop, forwarded
 //! records), `restore` (tables from changelogs), `rewind` (halt and seek back).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,18 +39,17 @@ use crate::io::reader::PartitionReader;
 use crate::metrics::status::Fatal;
 use crate::metrics::Metrics;
 use crate::model::error::Error;
+use crate::model::positions::Positions;
 use crate::model::record::Record;
 use crate::runtime::agent_actor::{close_windows_between_batches, AgentActor};
 use crate::runtime::consumer::{NodeConsumer, NodeContext};
 pub(crate) use crate::runtime::messages::{Forward, Stop};
-use crate::runtime::messages::{Join, Process, Processed, Stopped};
-use crate::runtime::policy::{apply, Applied, Failed};
+use crate::runtime::messages::{Input, Join};
 use crate::runtime::progress::Progress;
-use crate::runtime::start::Start;
 use crate::runtime::work::Work;
 use cycle::steps::Tail;
-use decide::{decide, Backoff, Decision, Facts};
 
+mod batch;
 mod cycle;
 mod decide;
 mod exactly;
@@ -80,36 +81,35 @@ pub struct PartitionSettings {
 
 /// One agent of the partition: its actor and the metrics of its events.
 #[derive(Clone)]
-struct AgentSlot {
+pub(super) struct AgentSlot {
     agent: AgentRef,
+    /// The task's topics this agent consumes.
+    topics: Vec<String>,
     addr: Addr<AgentActor>,
-    events: IntCounter,
+    /// `faust_events_total` of each of its topics.
+    events: Vec<(Arc<str>, IntCounter)>,
     depth: IntGauge,
 }
 
-enum BatchOutcome {
-    Done(Work, i64),
-    /// The partition was revoked before the batch started: not processed, left to the next owner.
-    Skipped(Work),
-    /// Exactly once: a send failed inside the open transaction, which can now only abort; the
-    /// partition waits for the round instead of retrying (see `coordinator::rounds`).
-    Doomed(Work),
-    /// An event kept failing while the partition was being revoked.
-    Interrupted(Work),
-    /// The agent actor stopped with the work: the batch's state is gone.
-    Lost,
-    /// The error policy is `stop`: halt at the failed record (its offset, when the partition's
-    /// state holds exactly the events before it; `None`: drop uncommitted work instead).
-    Halted(Work, Option<i64>, String),
+impl AgentSlot {
+    /// `n` events of `topic` done.
+    fn count(&self, topic: &str, n: u64) {
+        if let Some((_, c)) = self.events.iter().find(|(t, _)| &**t == topic) {
+            c.inc_by(n);
+        }
+    }
 }
 
-/// Owns one partition: its reader, its table shards, its offsets.
+/// Owns one task: its readers, its table shards, its offsets.
 pub(crate) struct PartitionActor {
+    /// The lead topic of the task's group.
     topic: Arc<str>,
+    /// Every topic of the group, lead first.
+    topics: Vec<Arc<str>>,
     partition: i32,
     agents: Vec<AgentRef>,
     slots: Vec<AgentSlot>,
-    reader: Arc<PartitionReader<NodeContext>>,
+    readers: Vec<Arc<PartitionReader<NodeContext>>>,
     consumer: Arc<NodeConsumer>,
     db: sled::Db,
     path: Arc<std::path::Path>,
@@ -117,19 +117,19 @@ pub(crate) struct PartitionActor {
     /// Reopens the partition's state from the store when a batch took it down with it.
     make_work: WorkFactory,
     restore: Option<Arc<Restore>>,
-    /// The next offset whose effects are committed (store and Kafka), if known.
-    committed: Option<i64>,
-    /// The next offset whose effects are in the store tree (flushed, or being flushed and
+    /// The next offsets whose effects are committed (store and Kafka), where known.
+    committed: Positions,
+    /// The next offsets whose effects are in the store tree (flushed, or being flushed and
     /// committed by the commit cycle's second half); where a rewind goes.
-    stored: Option<i64>,
+    stored: Positions,
     /// The last commit's second half; the next waits for it.
     tail: Option<Tail>,
     /// Whether that second half is still running.
     flushing: Arc<AtomicBool>,
-    /// The next offset after the last finished event.
-    next: Option<i64>,
-    /// Offset of the first record seen: where a rewind goes when nothing was committed yet.
-    first_seen: Option<i64>,
+    /// The next offsets after the last finished event.
+    next: Positions,
+    /// Offsets of the first records seen: where a rewind goes when nothing was committed yet.
+    first_seen: Positions,
     revoked: Arc<AtomicBool>,
     /// Set by the coordinator as soon as it learns the assignment was lost, before the
     /// `Abandon` message arrives: from then on the partition commits nothing.
@@ -155,14 +155,14 @@ pub(crate) struct PartitionActor {
     in_round: bool,
     /// Records that arrived during a round, handled after its decision.
     deferred: Vec<Record>,
-    /// How far it got, for the coordinator's lag and stall metrics.
-    pub(crate) progress: Arc<Progress>,
+    /// How far each topic got, for the coordinator's lag and stall metrics.
+    pub(crate) progress: Vec<(Arc<str>, Arc<Progress>)>,
     /// Nothing is committed while the node may have lost its partitions.
     pub(crate) lease: Lease,
     /// The lease lapsed at the last commit (said once).
     lease_lapsed: bool,
-    /// `faust_latency_seconds` of this partition's topic.
-    latency: prometheus::Histogram,
+    /// `faust_latency_seconds` of each of the task's topics.
+    latency: Vec<(Arc<str>, prometheus::Histogram)>,
 }
 
 /// Opens a partition's tables and outbox (at start, and after a lost batch).
@@ -173,15 +173,14 @@ pub(crate) struct PartitionInit {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
     pub(crate) agents: Vec<AgentRef>,
-    pub(crate) reader: PartitionReader<NodeContext>,
+    /// The task's topics, lead first: where each starts, and its queue.
+    pub(crate) inputs: Vec<Input>,
     pub(crate) consumer: Arc<NodeConsumer>,
     pub(crate) db: sled::Db,
     pub(crate) path: Arc<std::path::Path>,
     pub(crate) make_work: WorkFactory,
     /// The changelogs to replay before processing (`None`: the agents have no tables).
     pub(crate) restore: Option<Restore>,
-    /// Where it starts, and the group's commit (see `start`).
-    pub(crate) start: Start,
     /// Seek back to `start` first (a restart after the previous actor died mid-batch).
     pub(crate) seek_on_start: bool,
     pub(crate) revoked: Arc<AtomicBool>,
@@ -191,24 +190,43 @@ pub(crate) struct PartitionInit {
     pub(crate) metrics: Metrics,
     /// Exactly once: the coordinator to join (see `coordinator::rounds`).
     pub(crate) join: Option<(Recipient<Join>, usize)>,
-    /// Shared with the coordinator (see `progress`).
-    pub(crate) progress: Arc<Progress>,
+    /// Shared with the coordinator (see `progress`), per topic.
+    pub(crate) progress: Vec<(Arc<str>, Arc<Progress>)>,
     /// Whether the node may still write for its partitions.
     pub(crate) lease: Lease,
 }
 
 impl PartitionActor {
     pub(crate) fn new(init: PartitionInit) -> Self {
-        let latency = init
-            .metrics
-            .latency_seconds
-            .with_label_values(&[&*init.topic]);
+        let topics: Vec<Arc<str>> = init.inputs.iter().map(|i| i.topic.clone()).collect();
+        let latency = topics
+            .iter()
+            .map(|t| {
+                (
+                    t.clone(),
+                    init.metrics.latency_seconds.with_label_values(&[&**t]),
+                )
+            })
+            .collect();
+        let at = |f: fn(&Input) -> Option<i64>| {
+            Positions::of(
+                init.inputs
+                    .iter()
+                    .filter_map(|i| Some((i.topic.clone(), f(i)?))),
+            )
+        };
+        let (start_at, committed) = (at(|i| i.start.at), at(|i| i.start.committed));
         PartitionActor {
             topic: init.topic,
+            topics,
             partition: init.partition,
             agents: init.agents,
             slots: Vec::new(),
-            reader: Arc::new(init.reader),
+            readers: init
+                .inputs
+                .into_iter()
+                .map(|i| Arc::new(i.reader))
+                .collect(),
             consumer: init.consumer,
             db: init.db,
             path: init.path,
@@ -216,12 +234,12 @@ impl PartitionActor {
             make_work: init.make_work,
             restore: init.restore.map(Arc::new),
             // A store ahead of the group: the first commit moves the group there.
-            committed: init.start.committed,
-            stored: init.start.at,
+            committed,
+            stored: start_at.clone(),
             tail: None,
             flushing: Arc::new(AtomicBool::new(false)),
-            next: init.start.at,
-            first_seen: None,
+            next: start_at,
+            first_seen: Positions::new(),
             revoked: init.revoked,
             lost: init.lost,
             stopping: false,
@@ -260,15 +278,25 @@ impl PartitionActor {
             .map(|agent| {
                 let (erased, metrics) = (agent.clone(), self.metrics.clone());
                 let addr = Supervisor::start(move |_| AgentActor::new(erased, metrics));
-                agent.agent.on_assign(&self.topic, self.partition);
+                let topics = agent.topics();
+                for topic in &topics {
+                    agent.agent.on_assign(topic, self.partition);
+                }
                 AgentSlot {
                     agent: agent.clone(),
+                    events: topics
+                        .iter()
+                        .map(|t| {
+                            let c = self.metrics.events_total.with_label_values(&[
+                                agent.name(),
+                                t,
+                                &label,
+                            ]);
+                            (Arc::from(t.as_str()), c)
+                        })
+                        .collect(),
+                    topics,
                     addr,
-                    events: self.metrics.events_total.with_label_values(&[
-                        agent.name(),
-                        &self.topic,
-                        &label,
-                    ]),
                     depth: self
                         .metrics
                         .mailbox_depth
@@ -289,7 +317,6 @@ impl PartitionActor {
 
     /// Reads the partition's queue and runs the commit interval.
     fn start_reading(&mut self, ctx: &mut Context<Self>) {
-        let reader = self.reader.clone();
         // Batching agents: wait (at most `within`) for `n` records before handing them over.
         let take = self
             .agents
@@ -297,16 +324,20 @@ impl PartitionActor {
             .filter_map(|a| a.agent.take())
             .reduce(|a, b| (a.0.max(b.0), a.1.min(b.1)));
         let max = self.settings.max_batch.max(take.map_or(0, |t| t.0));
-        self.reading = Some(ctx.add_stream(futures::stream::unfold(
-            reader,
-            move |r: Arc<PartitionReader<NodeContext>>| async move {
-                let mut batch = r.next_batch(max).await;
-                if let Some((n, within)) = take {
-                    crate::api::batch::fill(&mut batch, n, within, |k| r.next_batch(k)).await;
-                }
-                Some((batch, r))
-            },
-        )));
+        let streams = self.readers.iter().cloned().map(|reader| {
+            Box::pin(futures::stream::unfold(
+                reader,
+                move |r: Arc<PartitionReader<NodeContext>>| async move {
+                    let mut batch = r.next_batch(max).await;
+                    if let Some((n, within)) = take {
+                        crate::api::batch::fill(&mut batch, n, within, |k| r.next_batch(k)).await;
+                    }
+                    Some((batch, r))
+                },
+            ))
+        });
+        // Each topic's batches in order; the topics' as they come.
+        self.reading = Some(ctx.add_stream(futures::stream::select_all(streams)));
         ctx.run_interval(self.settings.commit_interval, |act, ctx| {
             match act.work.take() {
                 Some(work) if work.tables.has_windows() && !act.stopping => {
@@ -324,7 +355,7 @@ impl PartitionActor {
                 }
             }
         });
-        self.progress.consuming();
+        self.progress.iter().for_each(|(_, p)| p.consuming());
         tracing::info!(topic = %self.topic, partition = self.partition, start = ?self.next,
             committed = ?self.committed, "partition started");
     }
@@ -344,7 +375,9 @@ impl PartitionActor {
             .with_label_values(&["active"]);
         held.add(sign);
         let status = self.metrics.status();
-        status.set_held(&self.topic, self.partition, sign > 0);
+        for topic in &self.topics {
+            status.set_held(topic, self.partition, sign > 0);
+        }
     }
 
     /// Whether a commit cycle has work: events or writes not in the store yet, or a stored
@@ -357,190 +390,6 @@ impl PartitionActor {
                 || w.tables.is_dirty()
                 || w.outbox.has_pending()
         })
-    }
-
-    fn process(&mut self, batch: Vec<Record>) -> ResponseActFuture<Self, ()> {
-        let Some(work) = self.work.take() else {
-            tracing::error!(topic = %self.topic, partition = self.partition,
-                "batch arrived while the partition state was away; rewinding");
-            return Box::pin(fut::ready(()).map(|_, act: &mut Self, ctx| act.rewind(ctx)));
-        };
-        if self.first_seen.is_none() {
-            self.first_seen = batch.first().map(|r| r.offset);
-        }
-        let last = batch.last().map_or(-1, |r| r.offset);
-        let last_time = batch.last().and_then(|r| r.timestamp);
-        if let Some(t) = last_time {
-            self.progress.processed(t);
-        }
-        let records: Arc<[Record]> = batch.into();
-        let slots = self.slots.clone();
-        let revoked = self.revoked.clone();
-        let lease = self.lease.clone();
-        let settings = self.settings.clone();
-        let backoff = Backoff {
-            first: settings.retry_backoff,
-            max: settings.retry_backoff_max,
-        };
-        let metrics = self.metrics.clone();
-        let (topic, partition) = (self.topic.clone(), self.partition);
-        let run = async move {
-            let mut work = work;
-            if revoked.load(Ordering::SeqCst) {
-                return BatchOutcome::Skipped(work);
-            }
-            let only = slots.len() == 1;
-            for slot in slots {
-                let mut start = 0;
-                let mut attempt = 0u32;
-                let mut failed_at: Option<usize> = None;
-                loop {
-                    let pending = (records.len() - start) as i64;
-                    slot.depth.add(pending);
-                    let reply = slot
-                        .addr
-                        .send(Process {
-                            records: records.clone(),
-                            start,
-                            work,
-                        })
-                        .await;
-                    slot.depth.sub(pending);
-                    let Ok(Processed {
-                        work: back,
-                        next,
-                        stopped,
-                    }) = reply
-                    else {
-                        return BatchOutcome::Lost;
-                    };
-                    work = back;
-                    slot.events.inc_by((next - start) as u64);
-                    let Some(stopped) = stopped else { break };
-                    let name = slot.agent.name();
-                    let offset = records[next].offset;
-                    let (reason, error, retriable, count) = match stopped {
-                        Stopped::Invalid { reason, error } => (reason, error.to_string(), false, 1),
-                        Stopped::Panicked(msg, count) => ("panic", msg, true, count),
-                        Stopped::Failed(msg, count) => {
-                            metrics.agent_errors_total.with_label_values(&[name]).inc();
-                            ("agent_error", msg, true, count)
-                        }
-                    };
-                    let policy = &slot.agent.policy;
-                    if failed_at != Some(next) {
-                        // A new failure: earlier events in this batch got past theirs.
-                        (failed_at, attempt) = (Some(next), 0);
-                    }
-                    let facts = Facts {
-                        retriable,
-                        attempt,
-                        retries: policy.retries,
-                        doomed: work.outbox.doomed(),
-                        lease_valid: lease.valid(),
-                        revoked: revoked.load(Ordering::SeqCst),
-                    };
-                    match decide(facts, backoff) {
-                        Decision::AwaitAbort { condemn } => {
-                            // Nothing can be written until the round aborts; a suspect
-                            // refused again goes to the policy when it comes back.
-                            if condemn {
-                                work.condemn(offset);
-                            }
-                            return BatchOutcome::Doomed(work);
-                        }
-                        Decision::GiveUp => return BatchOutcome::Interrupted(work),
-                        Decision::AwaitGroup { wait } => {
-                            start = next;
-                            actix::clock::sleep(wait).await;
-                            continue;
-                        }
-                        Decision::Retry {
-                            attempt: n,
-                            backoff,
-                        } => {
-                            attempt = n;
-                            tracing::error!(agent = name, %topic, partition, offset, count,
-                                reason, %error, attempt, retries = policy.retries, ?backoff,
-                                "event failed; retrying it (a panicked agent actor is restarted)");
-                            start = next;
-                            actix::clock::sleep(backoff).await;
-                            continue;
-                        }
-                        Decision::Policy => {}
-                    }
-                    let failed = &records[next..next + count];
-                    let failure = Failed {
-                        agent: name,
-                        reason,
-                        error: &error,
-                    };
-                    match apply(&mut work, policy, failed, &failure, &metrics).await {
-                        Ok(()) => {}
-                        Err(Applied::Retry) if work.outbox.doomed() => {
-                            return BatchOutcome::Doomed(work)
-                        }
-                        Err(Applied::Retry) if !revoked.load(Ordering::SeqCst) => {
-                            start = next;
-                            actix::clock::sleep(settings.retry_backoff_max).await;
-                            continue;
-                        }
-                        Err(Applied::Retry) => return BatchOutcome::Interrupted(work),
-                        Err(Applied::Halt(message)) => {
-                            return BatchOutcome::Halted(work, only.then_some(offset), message)
-                        }
-                    }
-                    start = next + count;
-                }
-            }
-            BatchOutcome::Done(work, last + 1)
-        };
-        Box::pin(
-            run.into_actor(self)
-                .map(move |outcome, act, ctx| match outcome {
-                    BatchOutcome::Done(work, next) => {
-                        act.work = Some(work);
-                        act.next = Some(next);
-                        if let Some(t) = last_time {
-                            let ms = crate::runtime::progress::now_ms().saturating_sub(t).max(0);
-                            act.latency.observe(ms as f64 / 1000.0);
-                        }
-                    }
-                    BatchOutcome::Skipped(work) => act.work = Some(work),
-                    BatchOutcome::Doomed(mut work) => {
-                        work.tables.discard();
-                        let _ = work.outbox.take_pending();
-                        act.work = Some(work);
-                        act.poison();
-                        act.next = act.stored;
-                        // Paused like a partition in a round: what arrives waits for the decision,
-                        // whose abort seeks back.
-                        act.in_round = true;
-                    }
-                    BatchOutcome::Interrupted(mut work) => {
-                        tracing::warn!(topic = %act.topic, partition = act.partition,
-                    "revoked while an event kept failing: dropping uncommitted work; the next \
-                     owner resumes from the last commit");
-                        work.tables.discard();
-                        act.poison();
-                        act.work = Some(work);
-                        act.next = act.stored;
-                    }
-                    BatchOutcome::Lost => act.rewind(ctx),
-                    BatchOutcome::Halted(mut work, at, message) => {
-                        match at {
-                            Some(offset) => act.next = Some(offset),
-                            None => {
-                                work.tables.discard();
-                                act.poison();
-                                act.next = act.stored;
-                            }
-                        }
-                        act.work = Some(work);
-                        act.halt(ctx, message);
-                    }
-                }),
-        )
     }
 }
 
@@ -573,8 +422,8 @@ impl StreamHandler<Vec<Record>> for PartitionActor {
             // actix runs a wait registered by a message handler (the round's Prepare) only
             // from its next turn, so a batch can arrive while the partition is paused in a
             // round: it waits for the round's decision (an abort's seek back reaches it).
-            if self.first_seen.is_none() {
-                self.first_seen = batch.first().map(|r| r.offset);
+            for r in &batch {
+                self.first_seen.set_if_absent(&r.topic, r.offset);
             }
             self.deferred.extend(batch);
             return;

@@ -4,10 +4,12 @@
 //! one writer at any time.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::api::erased::Failure;
 use crate::io::outbox::{Outbox, RefusedOutput};
 use crate::model::error::Error;
+use crate::model::positions::Positions;
 use crate::model::record::Record;
 use crate::state::set::TableSet;
 
@@ -19,11 +21,11 @@ pub(crate) struct Work {
     /// They are *suspects*: Kafka refuses a whole produce batch for one bad record, so a
     /// refusal may be a neighbour's. When they come again after the rewind, each is handled
     /// alone and its outputs are awaited at once; refused again, it goes to the agent's policy.
-    pub(crate) refused: BTreeMap<i64, RefusedOutput>,
+    pub(crate) refused: BTreeMap<(Arc<str>, i64), RefusedOutput>,
     /// Exactly once: suspects refused again in a transaction that could then only abort.
     /// When they come again, in the next transaction, they go to the policy without being
     /// handled (their outputs would doom that one too).
-    pub(crate) condemned: BTreeSet<i64>,
+    pub(crate) condemned: BTreeSet<(Arc<str>, i64)>,
 }
 
 impl Work {
@@ -39,18 +41,20 @@ impl Work {
 
     /// Exactly once: `offset`, a suspect refused again, goes to the policy when it comes
     /// again (see the field).
-    pub(crate) fn condemn(&mut self, offset: i64) {
-        if self.refused.contains_key(&offset) {
-            self.condemned.insert(offset);
+    pub(crate) fn condemn(&mut self, topic: &Arc<str>, offset: i64) {
+        let key = (topic.clone(), offset);
+        if self.refused.contains_key(&key) {
+            self.condemned.insert(key);
         }
     }
 
     /// Why a condemned `record` goes to the policy, if it is one.
     pub(crate) fn condemned(&self, record: &Record) -> Option<Failure> {
-        if !self.condemned.contains(&record.offset) {
+        let key = (record.topic.clone(), record.offset);
+        if !self.condemned.contains(&key) {
             return None;
         }
-        let r = self.refused.get(&record.offset)?;
+        let r = self.refused.get(&key)?;
         Some(Failure::Invalid {
             reason: r.reason,
             error: Error::OutputRejected {
@@ -67,16 +71,15 @@ impl Work {
                 reason = r.reason, error = %r.error,
                 "an output was refused for good: after the rewind its source record is handled \
                  alone, and goes to the error policy if refused again");
-            self.refused.insert(r.source, r);
+            self.refused.insert((r.source_topic.clone(), r.source), r);
         }
     }
 
     /// Forgets refusals of records before `next` (committed: they never come again).
-    pub(crate) fn forget_refused_before(&mut self, next: Option<i64>) {
-        if let Some(next) = next {
-            self.refused = self.refused.split_off(&next);
-            self.condemned = self.condemned.split_off(&next);
-        }
+    pub(crate) fn forget_refused_before(&mut self, next: &Positions) {
+        let kept = |(topic, offset): &(Arc<str>, i64)| next.get(topic).is_none_or(|n| *offset >= n);
+        self.refused.retain(|k, _| kept(k));
+        self.condemned.retain(kept);
     }
 
     /// Why `record` cannot be handed to the agent (its bytes cannot be read), if so.
@@ -93,6 +96,7 @@ impl Work {
 
     /// Whether `record`'s output was refused before (see the field).
     pub(crate) fn suspect(&self, record: &Record) -> bool {
-        self.refused.contains_key(&record.offset)
+        self.refused
+            .contains_key(&(record.topic.clone(), record.offset))
     }
 }

@@ -47,7 +47,7 @@ impl CountShard {
     /// batch and applied to the tree, then flushed to disk when `flush`. Returns how many
     /// changelog writes the commit carried.
     pub fn commit(&mut self, db: &sled::Db, flush: bool) -> usize {
-        let staged = self.set.stage(Some(self.next)).expect("staging");
+        let staged = self.set.stage_lead(self.next).expect("staging");
         let writes = staged.changes.iter().map(|(_, _, w)| w.len()).sum();
         self.set
             .tree()

@@ -232,7 +232,7 @@ mod tests {
     }
 
     fn commit(set: &mut TableSet) {
-        let staged = set.stage(Some(1)).unwrap();
+        let staged = set.stage_lead(1).unwrap();
         set.tree().apply_batch(staged.batch).unwrap();
         set.committed(&staged.counts);
     }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use crate::metrics::Metrics;
 use crate::model::codec::TopicCodecs;
 use crate::model::error::{Error, Result};
-use crate::model::names::{changelog_topic, count_key, global_tree_name, tree_name, OFFSET_KEY};
+use crate::model::names::{changelog_topic, count_key, global_tree_name, offset_key, tree_name};
+use crate::model::positions::Positions;
 use crate::state::shard::Shard;
 use crate::state::spec::{Change, CloseRecord, ShardOps};
 use crate::state::spec::{TableKey, TableSpec, TableValue};
@@ -267,8 +268,9 @@ impl TableSet {
         self.shards.values().any(|s| s.has_dirty())
     }
 
-    /// Stages every dirty entry, the new key counts and `next_offset` into one batch.
-    pub(crate) fn stage(&self, next_offset: Option<i64>) -> Result<Staged> {
+    /// Stages every dirty entry, the new key counts and the next offset of each source topic
+    /// into one batch.
+    pub(crate) fn stage(&self, next: &Positions) -> Result<Staged> {
         let mut batch = sled::Batch::default();
         let mut counts = Vec::new();
         let mut changes = Vec::new();
@@ -286,14 +288,19 @@ impl TableSet {
                 counts.push((name.clone(), new, delta));
             }
         }
-        if let Some(offset) = next_offset {
-            batch.insert(OFFSET_KEY, &offset.to_be_bytes());
+        for (topic, offset) in next.iter() {
+            batch.insert(offset_key(&self.topic, topic), &offset.to_be_bytes());
         }
         Ok(Staged {
             batch,
             counts,
             changes,
         })
+    }
+
+    /// [`stage`](Self::stage) with only the lead topic's next offset (one-topic tasks).
+    pub(crate) fn stage_lead(&self, next: i64) -> Result<Staged> {
+        self.stage(&Positions::of([(self.topic.clone(), next)]))
     }
 
     /// The staged batch was applied: take its counts and mark the cache clean.

@@ -9,7 +9,7 @@ fn open(db: &sled::Db, table: &Table<String, u64>) -> TableSet {
 }
 
 fn apply(set: &mut TableSet, next: i64) {
-    let staged = set.stage(Some(next)).unwrap();
+    let staged = set.stage_lead(next).unwrap();
     set.tree().apply_batch(staged.batch).unwrap();
     set.committed(&staged.counts);
 }

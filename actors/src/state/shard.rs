@@ -19,12 +19,18 @@ use std::sync::Arc;
 
 use crate::model::codec::Codec;
 use crate::model::error::{Error, Result};
-use crate::model::names::{data_prefix, OFFSET_KEY, STREAM_TIME_KEY};
+use crate::model::names::{data_prefix, STREAM_TIME_KEY};
 use crate::state::spec::{Change, ShardOps, TableKey, TableSpec, TableValue};
 
-/// Reads the next source offset recorded in a partition tree.
+/// Reads the lead topic's next source offset recorded in a task's tree.
+#[cfg(test)]
 pub(crate) fn stored_offset(tree: &sled::Tree, path: &Path) -> Result<Option<i64>> {
-    let raw = tree.get(OFFSET_KEY).map_err(|e| Error::store(path, e))?;
+    stored_offset_at(tree, crate::model::names::OFFSET_KEY, path)
+}
+
+/// Reads the next source offset recorded under `key` (see `names::offset_key`).
+pub(crate) fn stored_offset_at(tree: &sled::Tree, key: &[u8], path: &Path) -> Result<Option<i64>> {
+    let raw = tree.get(key).map_err(|e| Error::store(path, e))?;
     Ok(raw.and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok().map(i64::from_be_bytes)))
 }
 

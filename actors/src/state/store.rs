@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::model::error::{Error, Result};
-use crate::model::names::{data_prefix, global_tree_name, tree_name};
-use crate::state::shard::stored_offset;
+use crate::model::names::{data_prefix, global_tree_name, offset_key, tree_name};
+use crate::state::shard::stored_offset_at;
 use crate::state::spec::{TableKey, TableSpec, TableValue};
 use crate::state::table::{GlobalTable, Table};
 
@@ -199,12 +199,22 @@ impl Store {
         Ok(id)
     }
 
-    /// The next offset of `topic`/`partition` whose effects the store holds, if it has any.
+    /// The next offset of `topic`/`partition` whose effects the store holds, if it has any
+    /// (`topic` leads its task).
     ///
     /// # Errors
     /// The store failed.
     pub fn next_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>> {
-        let name = tree_name(topic, partition);
+        self.task_offset(topic, topic, partition)
+    }
+
+    /// The next offset of `topic`/`partition` whose effects the tree of the task led by `lead`
+    /// holds, if it has any.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub fn task_offset(&self, lead: &str, topic: &str, partition: i32) -> Result<Option<i64>> {
+        let name = tree_name(lead, partition);
         if !self
             .db
             .tree_names()
@@ -217,7 +227,7 @@ impl Store {
             .db
             .open_tree(name)
             .map_err(|e| Error::store(&self.path, e))?;
-        stored_offset(&tree, &self.path)
+        stored_offset_at(&tree, &offset_key(lead, topic), &self.path)
     }
 
     /// The next changelog offset of `table` this store applied for `topic`/`partition`.

@@ -113,13 +113,12 @@ impl Coordinator {
                     for vote in votes {
                         match vote {
                             Ok(Vote::Ready {
-                                topic,
                                 partition,
                                 next,
                                 wrote: w,
                             }) => {
                                 wrote |= w;
-                                offsets.extend(next.map(|n| (topic, partition, n)));
+                                offsets.extend(next.iter().map(|(t, n)| (t.clone(), partition, n)));
                             }
                             Ok(Vote::Abort(why)) => abort = abort.or(Some(why)),
                             Err(_) => {

@@ -73,12 +73,12 @@ impl PartitionActor {
     fn prepare(&mut self, msg: Prepare) -> ResponseActFuture<Self, ()> {
         let Prepare { vote, decision } = msg;
         self.in_round = true;
-        let (topic, partition, next) = (self.topic.clone(), self.partition, self.next);
+        let (topic, partition, next) = (self.topic.clone(), self.partition, self.next.clone());
         let moved = self.next != self.stored;
         let plan = match (self.poisoned, self.work.as_mut()) {
             (true, _) => Err("uncommitted work was dropped outside a commit".to_string()),
             (false, None) => Err("the partition's state is away".to_string()),
-            (false, Some(work)) => match work.tables.stage(next) {
+            (false, Some(work)) => match work.tables.stage(&next) {
                 Ok(staged) => Ok((work.outbox.take_pending(), work.outbox.producer(), staged)),
                 Err(e) => Err(format!("cannot encode table entries: {e}")),
             },
@@ -112,9 +112,8 @@ impl PartitionActor {
         Box::pin(first.into_actor(self).then(move |prepared, _act, _| {
             let ballot = match &prepared {
                 Ok(p) => Vote::Ready {
-                    topic: topic.clone(),
                     partition,
-                    next,
+                    next: next.clone(),
                     wrote: p.wrote,
                 },
                 Err((why, _)) => Vote::Abort(format!("{topic}[{partition}]: {why}")),
@@ -158,7 +157,7 @@ impl PartitionActor {
                     return;
                 }
                 work.tables.committed(&prepared.counts);
-                work.forget_refused_before(self.next);
+                work.forget_refused_before(&self.next);
                 for (table, _, delta) in &prepared.counts {
                     let keys = self.metrics.table_keys.with_label_values(&[table]);
                     keys.add(*delta);
@@ -166,10 +165,12 @@ impl PartitionActor {
                 if prepared.wrote {
                     self.metrics.commits_total.inc();
                 }
-                self.stored = self.next;
-                self.committed = self.next;
-                if let Some(next) = self.next {
-                    self.progress.committed(next);
+                self.stored = self.next.clone();
+                self.committed = self.next.clone();
+                for (topic, p) in &self.progress {
+                    if let Some(n) = self.next.get(topic) {
+                        p.committed(n);
+                    }
                 }
             }
             (Outcome::Committed, Err((why, _))) if !late => {
@@ -188,7 +189,7 @@ impl PartitionActor {
                     work.refuse(refused);
                 }
                 tracing::warn!(topic = %self.topic, partition = self.partition,
-                    resume_at = ?self.stored.or(self.first_seen),
+                    resume_at = ?self.stored.or(&self.first_seen),
                     "transaction aborted: dropping uncommitted work and resuming from the last \
                      commit");
                 // Records sent after a round that ended without this partition may sit in the
@@ -215,7 +216,7 @@ impl PartitionActor {
             work.tables.discard();
             let _ = work.outbox.take_pending();
         }
-        self.next = self.stored;
+        self.next = self.stored.clone();
         self.stopping = true;
         tracing::warn!(topic = %self.topic, partition = self.partition, resume_at = ?self.stored,
             "{why}: dropping uncommitted work and stopping, writing nothing");

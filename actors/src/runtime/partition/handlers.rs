@@ -11,11 +11,17 @@ impl Handler<Forward> for PartitionActor {
 
     fn handle(&mut self, msg: Forward, ctx: &mut Self::Context) {
         if self.in_round {
-            self.first_seen = self.first_seen.or(Some(msg.0.offset));
+            self.first_seen.set_if_absent(&msg.0.topic, msg.0.offset);
             self.deferred.push(msg.0);
             return;
         }
-        if !self.stopping && !self.halted && self.next.is_none_or(|n| msg.0.offset >= n) {
+        if !self.stopping
+            && !self.halted
+            && self
+                .next
+                .get(&msg.0.topic)
+                .is_none_or(|n| msg.0.offset >= n)
+        {
             ctx.wait(self.process(vec![msg.0]));
         }
     }
@@ -32,7 +38,9 @@ impl Handler<Stop> for PartitionActor {
                     "final commit failed; the next owner resumes from the last commit");
             }
             for slot in &act.slots {
-                slot.agent.agent.on_revoke(&act.topic, act.partition);
+                for topic in &slot.topics {
+                    slot.agent.agent.on_revoke(topic, act.partition);
+                }
             }
             act.slots.clear();
             ctx.stop();

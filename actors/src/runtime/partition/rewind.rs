@@ -49,22 +49,22 @@ impl PartitionActor {
                 }
             },
         }
-        self.next = self.stored;
-        let Some(target) = self.stored.or(self.first_seen) else {
+        self.next = self.stored.clone();
+        let targets = self.stored.or(&self.first_seen);
+        if targets.is_empty() {
             return;
-        };
-        tracing::warn!(topic = %self.topic, partition = self.partition, offset = target,
+        }
+        tracing::warn!(topic = %self.topic, partition = self.partition, offsets = ?targets,
             "rewinding to the last commit");
         let consumer = self.consumer.clone();
-        let (topic, partition) = (self.topic.clone(), self.partition);
+        let partition = self.partition;
         let seek = actix::spawn(async move {
             tokio::task::spawn_blocking(move || {
-                consumer.seek(
-                    &topic,
-                    partition,
-                    Offset::Offset(target),
-                    Duration::from_secs(10),
-                )
+                for (topic, offset) in targets.iter() {
+                    let to = Offset::Offset(offset);
+                    consumer.seek(topic, partition, to, Duration::from_secs(10))?;
+                }
+                Ok::<(), rdkafka::error::KafkaError>(())
             })
             .await
         });

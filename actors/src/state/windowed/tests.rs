@@ -81,7 +81,7 @@ impl Harness {
     }
 
     fn commit(&mut self) {
-        let staged = self.set.stage(Some(1)).unwrap();
+        let staged = self.set.stage_lead(1).unwrap();
         self.set.tree().apply_batch(staged.batch).unwrap();
         self.set.committed(&staged.counts);
     }
@@ -160,7 +160,7 @@ fn expired_windows_are_deleted_from_store_and_changelog() {
     );
     h.count("b", 35);
     assert_eq!(h.counter("faust_windows_expired_total"), 1);
-    let staged = h.set.stage(Some(2)).unwrap();
+    let staged = h.set.stage_lead(2).unwrap();
     let tombstones: usize = staged
         .changes
         .iter()

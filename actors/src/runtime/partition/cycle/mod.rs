@@ -47,7 +47,7 @@ impl PartitionActor {
             return Box::pin(fut::ready(false));
         };
         let deliveries = work.outbox.take_pending();
-        let staged = match work.tables.stage(self.next) {
+        let staged = match work.tables.stage(&self.next) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(topic = %self.topic, partition = self.partition, error = %e,
@@ -59,12 +59,12 @@ impl PartitionActor {
         let (batch, counts, changes) = (staged.batch, staged.counts, staged.changes);
         let producer = work.outbox.producer();
         let tree = work.tables.tree().clone();
-        let next = self.next;
+        let next = self.next.clone();
         let d = Durable {
             previous: self.tail.clone(),
             db: self.db.clone(),
             consumer: self.consumer.clone(),
-            next,
+            next: next.clone(),
             retry: StoreRetry {
                 topic: self.topic.clone(),
                 partition: self.partition,
@@ -85,7 +85,7 @@ impl PartitionActor {
                 res,
                 Err(Step::Delivery(_) | Step::Undelivered(_) | Step::Store(_))
             ) {
-                work.forget_refused_before(next);
+                work.forget_refused_before(&next);
                 work.tables.committed(&counts);
                 for (table, _, delta) in &counts {
                     act.metrics
@@ -99,7 +99,7 @@ impl PartitionActor {
                 act.commit_failed(ctx, step);
                 return Box::pin(fut::ready(false)) as ResponseActFuture<Self, bool>;
             }
-            act.stored = next;
+            act.stored = next.clone();
             let (done, tail) = futures::channel::oneshot::channel();
             let tail = futures::FutureExt::shared(tail);
             act.tail = Some(tail.clone());
@@ -108,7 +108,7 @@ impl PartitionActor {
             // `ctx.wait`, which would hold this and its bookkeeping back until processing
             // paused.
             let (flushing, metrics) = (act.flushing.clone(), act.metrics.clone());
-            let progress = act.progress.clone();
+            let (progress, committed) = (act.progress.clone(), next.clone());
             let (topic, partition) = (act.topic.clone(), act.partition);
             actix::spawn(async move {
                 let res = flush_and_commit(d).await;
@@ -118,8 +118,10 @@ impl PartitionActor {
                         metrics
                             .commit_seconds
                             .observe(started.elapsed().as_secs_f64());
-                        if let Some(next) = next {
-                            progress.committed(next);
+                        for (topic, p) in &progress {
+                            if let Some(n) = committed.get(topic) {
+                                p.committed(n);
+                            }
                         }
                     }
                     Err(step) => commit_failed(&metrics, &topic, partition, step),

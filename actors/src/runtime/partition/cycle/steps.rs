@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::io::changelog;
 use crate::metrics::status::Fatal;
+use crate::model::positions::Positions;
 use crate::state::spec::Change;
 
 /// The step of the commit cycle that failed, with its cause.
@@ -57,8 +58,8 @@ pub(crate) struct Durable {
     pub(crate) previous: Option<Tail>,
     pub(crate) db: sled::Db,
     pub(crate) consumer: Arc<crate::runtime::consumer::NodeConsumer>,
-    /// The source offset to commit, if any event was finished.
-    pub(crate) next: Option<i64>,
+    /// The source offsets to commit, one per topic of the task with a finished event.
+    pub(crate) next: Positions,
     pub(crate) retry: StoreRetry,
 }
 
@@ -97,13 +98,16 @@ pub(crate) async fn flush_and_commit(d: Durable) -> Result<(), Step> {
     }
     let db = d.db.clone();
     retry_store(&d.retry, "flush the store", move || db.flush().map(|_| ())).await?;
-    let Some(next) = d.next else { return Ok(()) };
-    let (consumer, topic, partition) =
-        (d.consumer.clone(), d.retry.topic.clone(), d.retry.partition);
+    if d.next.is_empty() {
+        return Ok(());
+    }
+    let (consumer, next, partition) = (d.consumer.clone(), d.next, d.retry.partition);
     tokio::task::spawn_blocking(move || {
         use rdkafka::consumer::{CommitMode, Consumer};
         let mut tpl = rdkafka::TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, partition, rdkafka::Offset::Offset(next))?;
+        for (topic, offset) in next.iter() {
+            tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset))?;
+        }
         consumer.commit(&tpl, CommitMode::Sync)
     })
     .await
