@@ -55,7 +55,13 @@ impl Topology {
             codecs.insert(name, t.key_codec, t.value_codec);
         }
         let partitions = |topic: &str| config.topics.get(topic).map_or(1, |t| t.partitions);
-        let runtime = Runtime::new(&config.app.id, agents, partitions, codecs);
+        let mut runtime = Runtime::new(&config.app.id, agents, partitions, codecs);
+        runtime.table_sinks = config
+            .tables
+            .iter()
+            .filter(|(_, t)| !t.sinks.is_empty())
+            .map(|(name, t)| (Arc::from(name.as_str()), t.sinks.clone()))
+            .collect();
         let standbys = standby_plan(&config, &runtime);
         let leader = runtime.sources.keys().next().cloned();
         Ok(Topology {
@@ -254,6 +260,49 @@ impl Topology {
                 }
             }
         }
+        for (name, table) in &config.tables {
+            let key = format!("tables.{name}.sinks");
+            let declared = tables.get(name).map(|(_, spec)| spec);
+            match declared {
+                None => bad(
+                    format!("tables.{name}"),
+                    format!("no agent declares a table `{name}`"),
+                ),
+                Some(spec) if !table.sinks.is_empty() && (spec.global || spec.window.is_some()) => {
+                    bad(
+                        key.clone(),
+                        format!(
+                            "table `{name}` is a {}: a change stream is for plain tables",
+                            if spec.global {
+                                "global table"
+                            } else {
+                                "windowed table (its closes go to its close topic)"
+                            }
+                        ),
+                    )
+                }
+                Some(spec) => {
+                    for sink in &table.sinks {
+                        let Some(t) = config.topics.get(sink) else {
+                            continue;
+                        };
+                        if (t.key_codec, t.value_codec) != (spec.key_codec, spec.value_codec) {
+                            bad(
+                                key.clone(),
+                                format!(
+                                    "`{sink}` is {}/{} under [topics.{sink}], but table `{name}` \
+                                     streams its changes as {}/{} (its own codecs)",
+                                    t.key_codec.name(),
+                                    t.value_codec.name(),
+                                    spec.key_codec.name(),
+                                    spec.value_codec.name()
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
         // Topics that feed the same tables are one task group: partition `p` of each is one
         // task, so they must have as many partitions.
         for group in faust_actors::runtime::topology::groups(&Self::configured(agents, config)) {
@@ -326,21 +375,11 @@ fn needed(app_id: &str, config: &Config, agents: &[AgentRef]) -> Vec<Needed> {
             }
         }
         if let Some(t) = most {
-            for sink in agent.sinks() {
-                if config.topics.contains_key(sink) || out.iter().any(|n| &n.name == sink) {
-                    continue;
-                }
-                out.push(Needed {
-                    name: sink.clone(),
-                    partitions: t.partitions,
-                    replication: t.replication,
-                    compact: false,
-                    why: format!(
-                        "like the largest source topic of agent `{}`, which emits to it",
-                        agent.name()
-                    ),
-                });
-            }
+            let why = format!(
+                "like the largest source topic of agent `{}`, which emits to it",
+                agent.name()
+            );
+            sinks_needed(&mut out, config, agent.sinks(), t, &why);
         }
         let Some(source) = agent.topics().into_iter().next() else {
             continue;
@@ -367,6 +406,13 @@ fn needed(app_id: &str, config: &Config, agents: &[AgentRef]) -> Vec<Needed> {
                     ),
                 });
             }
+            if let Some(c) = config.tables.get(&*table.name) {
+                let why = format!(
+                    "like `{source}`, whose table `{}` streams its changes to it",
+                    table.name
+                );
+                sinks_needed(&mut out, config, &c.sinks, t, &why);
+            }
             out.push(Needed {
                 name: changelog,
                 partitions: t.partitions,
@@ -379,6 +425,28 @@ fn needed(app_id: &str, config: &Config, agents: &[AgentRef]) -> Vec<Needed> {
         }
     }
     out
+}
+
+/// Each of `sinks` not under `[topics]` nor already needed, created like `like` (why: `why`).
+fn sinks_needed(
+    out: &mut Vec<Needed>,
+    config: &Config,
+    sinks: &[String],
+    like: &crate::config::TopicConfig,
+    why: &str,
+) {
+    for sink in sinks {
+        if config.topics.contains_key(sink) || out.iter().any(|n| &n.name == sink) {
+            continue;
+        }
+        out.push(Needed {
+            name: sink.clone(),
+            partitions: like.partitions,
+            replication: like.replication,
+            compact: false,
+            why: why.to_owned(),
+        });
+    }
 }
 
 /// The standby plan: the most replicas any table asks for (`[tables.<name>] standby_replicas`,
@@ -404,152 +472,4 @@ fn standby_plan(config: &Config, runtime: &Runtime) -> Option<(usize, Vec<Part>)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::demo::PageViews;
-    use crate::App;
-
-    fn config(toml: &str) -> Config {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("app.toml");
-        std::fs::write(&path, toml).unwrap();
-        Config::load_with_env(&path, std::iter::empty()).unwrap()
-    }
-
-    const BASE: &str = r#"
-[app]
-id = "t"
-[broker]
-bootstrap = "embedded"
-[topics.page_views]
-partitions = 4
-key_codec = "string"
-[topics.clicks]
-partitions = 2
-"#;
-
-    #[test]
-    fn an_app_compiles_once_into_everything_the_node_needs() {
-        let app = App::new().agent(PageViews::new());
-        let t = Topology::compile(&app.agents, &config(BASE)).unwrap();
-        assert_eq!(t.runtime.source_topics(), ["page_views"]);
-        let source = t.runtime.source("page_views").unwrap();
-        assert_eq!(source.partitions, 4);
-        assert_eq!(source.agents.len(), 1);
-        let changelog = (
-            Arc::from("page_counts"),
-            "t-page_counts-changelog".to_owned(),
-        );
-        assert_eq!(source.changelogs, [changelog]);
-        let mut topics: Vec<(&str, i32, bool)> = t
-            .topics
-            .iter()
-            .map(|n| (n.name.as_str(), n.partitions, n.compact))
-            .collect();
-        topics.sort();
-        assert_eq!(
-            topics,
-            [
-                ("clicks", 2, false),
-                ("page_views", 4, false),
-                ("t-members", 1, true),
-                ("t-page_counts-changelog", 4, true),
-                ("t-page_views-dlq", 4, false),
-            ]
-        );
-        let parts = (0..4).map(|p| ("page_views".to_owned(), p)).collect();
-        assert_eq!(t.standbys, Some((1, parts)));
-        assert_eq!(t.leader.as_deref(), Some("page_views"));
-        assert!(t.runtime.global_tables.is_empty());
-        assert_eq!(t.agents()[0].policy().dead_letter_topic, "t-page_views-dlq");
-    }
-
-    #[test]
-    fn every_problem_is_reported_at_once() {
-        let app = App::new().agent(PageViews::on_topic("missing"));
-        let toml = format!("{BASE}[agents.nobody]\non_error = \"skip\"\n");
-        let err = Topology::compile(&app.agents, &config(&toml)).unwrap_err();
-        let keys: Vec<&str> = err.issues.iter().map(|i| i.key.as_str()).collect();
-        assert!(keys.contains(&"topics.missing"), "{keys:?}");
-        assert!(keys.contains(&"agents.nobody"), "{keys:?}");
-    }
-
-    /// The demo agent and a second one on `clicks` sharing its table.
-    fn sharing() -> Vec<AgentRef> {
-        let a = App::new().agent(PageViews::new());
-        let clicks = crate::demo::PageViews::on_topic("clicks");
-        let mut agents = a.agents.clone();
-        agents.push(faust_actors::AgentRef::new(Renamed(clicks)));
-        agents
-    }
-
-    #[test]
-    fn topics_sharing_a_table_must_have_equal_partition_counts() {
-        let err = Topology::compile(&sharing(), &config(BASE)).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains(
-                "topics clicks (2), page_views (4) feed the same tables, so partition p of \
-                 each is processed together (co-partitioned), but their partition counts differ"
-            ),
-            "{text}"
-        );
-        assert_eq!(err.issues[0].key, "topics.clicks");
-    }
-
-    #[test]
-    fn topics_sharing_a_table_form_one_task_group_led_by_the_first_by_name() {
-        let toml = BASE.replace("partitions = 2", "partitions = 4");
-        let t = Topology::compile(&sharing(), &config(&toml)).unwrap();
-        assert_eq!(
-            t.runtime.source_topics(),
-            ["clicks"],
-            "only the lead is subscribed"
-        );
-        assert_eq!(t.runtime.all_topics(), ["clicks", "page_views"]);
-        let group = t.runtime.source("clicks").unwrap();
-        let topics: Vec<&str> = group.topics.iter().map(|t| &**t).collect();
-        assert_eq!(topics, ["clicks", "page_views"]);
-        assert_eq!(group.agents.len(), 2);
-        assert_eq!(group.tables.len(), 1, "one shared table");
-        assert_eq!(
-            t.runtime.lead_of("page_views").map(|l| &**l),
-            Some("clicks")
-        );
-        assert!(
-            t.describe().contains(
-                "task group clicks + page_views: partition p of each is one task (4 tasks; \
-                 subscribed: clicks)"
-            ),
-            "{}",
-            t.describe()
-        );
-    }
-
-    /// A demo agent under another name.
-    struct Renamed(PageViews);
-
-    impl faust_actors::Agent for Renamed {
-        type Key = String;
-        type Value = crate::demo::PageView;
-
-        fn name(&self) -> &str {
-            "clicks"
-        }
-
-        fn topics(&self) -> Vec<String> {
-            self.0.topics()
-        }
-
-        fn tables(&self) -> Vec<faust_actors::TableSpec> {
-            self.0.tables()
-        }
-
-        async fn handle(
-            &self,
-            event: &mut faust_actors::Event<'_, String, crate::demo::PageView>,
-        ) -> Result<(), faust_actors::AgentError> {
-            self.0.handle(event).await
-        }
-    }
-}
+mod tests;

@@ -244,6 +244,7 @@ fn without_standbys_a_takeover_replays_the_whole_changelog() {
         "page_counts".into(),
         TableConfig {
             standby_replicas: 0,
+            ..TableConfig::default()
         },
     );
     let mut nodes = Nodes::new(&cfg);
@@ -285,6 +286,7 @@ fn every_node_holds_the_whole_global_table() {
             "url_views".into(),
             TableConfig {
                 standby_replicas: 0,
+                ..TableConfig::default()
             },
         );
         c

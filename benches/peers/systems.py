@@ -14,16 +14,27 @@ PEERS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(PEERS))
 FAUST_BENCH = os.path.join(ROOT, "target", "release", "faust-bench")
 # Which systems the benchmark knows, in report order; the ceiling is the bare consumer.
-SYSTEMS = ["faust-rs", "faust-streaming", "quixstreams", "kafka-streams", "ceiling"]
+SYSTEMS = ["faust-rs", "faust-rs-changes", "faust-streaming", "quixstreams", "kafka-streams",
+           "kafka-streams-nocache", "ceiling"]
+# Workload A only: faust-rs-changes is faust-rs with the table's coalesced change stream as its
+# output (`[tables.page_counts] sinks`, no per-event emit), like Kafka Streams' default record
+# cache; kafka-streams-nocache is Kafka Streams with that cache off (one output per input), like
+# faust-rs's per-event emit. Compare faust-rs with kafka-streams-nocache, faust-rs-changes with
+# kafka-streams.
+A_ONLY = ["faust-rs-changes", "kafka-streams-nocache"]
 # The systems that also run exactly once: faust-rs (`processing.guarantee = "exactly_once"`)
 # and Kafka Streams (`exactly_once_v2`). Faust's own exactly-once mode is known in its tracker
 # for duplicates and fenced producers, and quixstreams' is left for later.
-EOS_SYSTEMS = ["faust-rs", "kafka-streams"]
+EOS_SYSTEMS = ["faust-rs", "faust-rs-changes", "kafka-streams", "kafka-streams-nocache"]
 
 
-def faust_rs_config(path, broker, group, workload, input_topic, output, store, eos=False):
-    """A faust-rs node's config file for this run."""
+def faust_rs_config(path, broker, group, workload, input_topic, output, store, eos=False,
+                    changes=False):
+    """A faust-rs node's config file for this run (`changes`: the table's change stream is the
+    output, not a per-event emit)."""
     sinks = f'\n[agents.page_views]\nsinks = ["{output}"]\n' if workload == "a" else ""
+    if changes:
+        sinks = f'\n[tables.page_counts]\nsinks = ["{output}"]\n'
     with open(path, "w") as f:
         f.write(
             f"""# Written by scripts/bench for one run.
@@ -67,9 +78,10 @@ def start(system, *, broker, workload, input_topic, output, group, work, kstream
     os.makedirs(logs, exist_ok=True)
     state = os.path.join(work, "state", group)
     os.makedirs(state, exist_ok=True)
-    if system == "faust-rs":
+    if system in ("faust-rs", "faust-rs-changes"):
         cfg = os.path.join(state, "faust-rs.toml")
-        faust_rs_config(cfg, broker, group, workload, input_topic, output, state, eos)
+        faust_rs_config(cfg, broker, group, workload, input_topic, output, state, eos,
+                        changes=system == "faust-rs-changes")
         cmd = [FAUST_BENCH, "node", workload, "--input", input_topic, "--output", output]
         return Group(group, [cmd + ["--", "worker", "--config", cfg]], log_dir=logs)
     env = {
@@ -88,9 +100,11 @@ def start(system, *, broker, workload, input_topic, output, group, work, kstream
     if system == "quixstreams":
         app = os.path.join(PEERS, "quix_app.py")
         return Group(group, [[sys.executable, app]], env=[{**env, "BENCH_DATADIR": state}], log_dir=logs)
-    if system == "kafka-streams":
+    if system in ("kafka-streams", "kafka-streams-nocache"):
         cmd = ["java", "-Xms256m", "-Xmx1g", "-cp", kstreams_cp, "bench.Bench"]
         cmd += [broker, workload, "eos" if eos else "alo", input_topic, output, group, state]
+        if system == "kafka-streams-nocache":
+            cmd.append("nocache")
         return Group(group, [cmd], log_dir=logs)
     if system == "ceiling":
         cmd = [FAUST_BENCH, "ceiling", "--broker", broker, "--topic", input_topic, "--group", group]

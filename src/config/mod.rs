@@ -286,12 +286,18 @@ impl Default for AgentConfig {
 pub struct TableConfig {
     /// Other nodes that keep a warm copy of each partition of the table (0: none).
     pub standby_replicas: u32,
+    /// Topics that receive the table's **coalesced change stream**: at each commit, every key
+    /// changed since the last one, once, with its latest value (`null` for a deleted key), in
+    /// the table's codecs, keyed so the topic's partitioner places it (Kafka Streams'
+    /// `KTable.toStream().to()` with its record cache). Plain tables only.
+    pub sinks: Vec<String>,
 }
 
 impl Default for TableConfig {
     fn default() -> Self {
         TableConfig {
             standby_replicas: 1,
+            sinks: Vec::new(),
         }
     }
 }

@@ -225,7 +225,7 @@ impl<K, V> Event<'_, K, V> {
         value: &SV,
     ) -> Result<()> {
         self.outbox
-            .send_encoded(topic, Target::default(), key, value, &[])
+            .send_encoded(topic, Target::default(), key, value, Vec::new())
             .await
     }
 
@@ -247,16 +247,20 @@ impl<K, V> Event<'_, K, V> {
         }
         let r = self.record;
         let to = Target::at(r.timestamp);
-        let source = [Header {
+        let source = Header {
             key: SOURCE_HEADER.into(),
             value: Some(format!("{}/{}/{}", r.topic, r.partition, r.offset).into_bytes()),
-        }];
-        for sink in self.sinks {
+        };
+        let (last, others) = self.sinks.split_last().expect("sinks checked above");
+        for sink in others {
+            let headers = vec![source.clone()];
             self.outbox
-                .send_encoded(sink, to, key, value, &source)
+                .send_encoded(sink, to, key, value, headers)
                 .await?;
         }
-        Ok(())
+        self.outbox
+            .send_encoded(last, to, key, value, vec![source])
+            .await
     }
 
     /// Sends `key`/`value` to `topic` like [`Event::send`], to the partition and with the headers
@@ -272,7 +276,7 @@ impl<K, V> Event<'_, K, V> {
         options: &SendOptions,
     ) -> Result<()> {
         self.outbox
-            .send_encoded(topic, options.target, key, value, &options.headers)
+            .send_encoded(topic, options.target, key, value, options.headers.clone())
             .await
     }
 

@@ -104,7 +104,7 @@ impl<K, V> Batch<'_, K, V> {
         value: &SV,
     ) -> Result<()> {
         self.outbox
-            .send_encoded(topic, Target::default(), key, value, &[])
+            .send_encoded(topic, Target::default(), key, value, Vec::new())
             .await
     }
 }

@@ -30,12 +30,21 @@ use crate::model::error::{Error, Result};
 use crate::model::names::{applied_key, count_key, data_prefix};
 use crate::state::spec::Change;
 
-/// Writes each table's changes to partition `partition` of its changelog and waits for the
-/// broker's acknowledgements; returns, per table, the next changelog offset after them.
+/// A table's writes of one commit: (table, changelog topic, writes).
+pub(crate) type TableWrites = (Arc<str>, String, Vec<Change>);
+
+/// A table's change-stream sink: (table, sink topic).
+pub(crate) type StreamSink = (Arc<str>, String);
+
+/// Writes each table's changes to partition `partition` of its changelog, and to each sink
+/// `streams` names for the table (its coalesced change stream, placed by the producer's
+/// partitioner), and waits for the broker's acknowledgements; returns, per table, the next
+/// changelog offset after them.
 pub(crate) async fn write(
     producer: Option<rdkafka::producer::FutureProducer>,
     partition: i32,
-    changes: &[(Arc<str>, String, Vec<Change>)],
+    changes: &[TableWrites],
+    streams: &[StreamSink],
 ) -> Result<Vec<(Arc<str>, i64)>, String> {
     if changes.is_empty() {
         return Ok(Vec::new());
@@ -56,6 +65,31 @@ pub(crate) async fn write(
                 .await
                 .map_err(|e| format!("changelog {topic}: {e}"))?;
             acks.push((table.clone(), ack));
+        }
+    }
+    let mut sent = Vec::new();
+    for (table, sink) in streams {
+        let writes = changes.iter().filter(|(t, _, _)| t == table);
+        for w in writes.flat_map(|(_, _, w)| w) {
+            let mut record = rdkafka::producer::FutureRecord::<[u8], [u8]>::to(sink).key(&w.key);
+            if let Some(v) = &w.value {
+                record = record.payload(v);
+            }
+            let ack = enqueue(&producer, record)
+                .await
+                .map_err(|e| format!("change stream of `{table}` to {sink}: {e}"))?;
+            sent.push((table, sink, ack));
+        }
+    }
+    for (table, sink, ack) in sent {
+        match ack.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(format!("change stream of `{table}` to {sink}: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "change stream of `{table}` to {sink}: record dropped"
+                ))
+            }
         }
     }
     let mut next: Vec<(Arc<str>, i64)> = Vec::new();

@@ -273,7 +273,7 @@ impl Outbox {
         to: Target,
         key: Option<&SK>,
         value: &SV,
-        headers: &[Header],
+        headers: Vec<Header>,
     ) -> Result<()> {
         let (kc, vc) = self.codecs.get(topic);
         let key = key.map(|k| kc.encode("key", k)).transpose()?;
@@ -283,7 +283,7 @@ impl Outbox {
             to,
             key,
             value: Some(value),
-            headers: headers.to_vec(),
+            headers,
         })
     }
 
@@ -332,15 +332,25 @@ impl Outbox {
             return Ok(());
         };
         self.check_lease()?;
-        for out in std::mem::take(&mut self.staged) {
-            let delivery = self.enqueue(&producer, &out).await?;
-            self.pending.push(Pending {
-                source: source.clone(),
-                topic: out.topic,
-                delivery,
-            });
+        // Drained from a vector kept across events (no allocation per event).
+        let mut staged = std::mem::take(&mut self.staged);
+        let mut result = Ok(());
+        for out in staged.drain(..) {
+            match self.enqueue(&producer, &out).await {
+                Ok(delivery) => self.pending.push(Pending {
+                    source: source.clone(),
+                    topic: out.topic,
+                    delivery,
+                }),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
         }
-        Ok(())
+        staged.clear();
+        self.staged = staged;
+        result
     }
 
     /// Hands `out` to the producer; a failure dooms the open transaction (exactly once).

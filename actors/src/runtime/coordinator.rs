@@ -167,6 +167,7 @@ impl Coordinator {
         let path = self.init.store.path().clone();
         let specs = source.tables.clone();
         let globals = self.init.topology.global_specs();
+        let sinks = self.init.topology.table_sinks.clone();
         let producer = self.init.producer.clone();
         let codecs = self.init.topology.codecs.clone();
         let cache = self.init.settings.cache_keys;
@@ -186,7 +187,8 @@ impl Coordinator {
                 specs.clone(),
                 cache,
             )?
-            .reading_globals(&db, &globals)?;
+            .reading_globals(&db, &globals)?
+            .with_sinks(&sinks);
             tables.attach_metrics(&metrics);
             let mut outbox = Outbox::new(producer.clone(), codecs.clone())
                 .max_timestamp_ahead(ahead)

@@ -48,6 +48,8 @@ pub struct Topology {
     pub sources: BTreeMap<String, SourceTopic>,
     /// The lead of each source topic's group.
     pub leads: BTreeMap<String, Arc<str>>,
+    /// Each table with a coalesced change stream, and its sink topics (see `TableSet::stage`).
+    pub table_sinks: BTreeMap<Arc<str>, Vec<String>>,
     /// Global tables and the partition counts of their changelogs: each node keeps a full
     /// copy of each.
     pub global_tables: Vec<(Arc<str>, i32)>,
@@ -110,6 +112,7 @@ impl Topology {
             agents,
             sources,
             leads,
+            table_sinks: BTreeMap::new(),
             global_tables,
             codecs: Arc::new(codecs),
         }

@@ -3,7 +3,7 @@
 //! and the next source offset into one sled batch, with the writes each changelog must receive
 //! first; between events it collects the windows stream time has closed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -39,6 +39,8 @@ pub struct TableSet {
     foreign: Vec<TableSpec>,
     /// Their typed read-only shards, created on first use.
     readers: HashMap<Arc<str>, Box<dyn std::any::Any + Send>>,
+    /// The sink topics of each table with a coalesced change stream.
+    sinks: HashMap<Arc<str>, Vec<String>>,
     counts: HashMap<Arc<str>, u64>,
     max_cached: usize,
 }
@@ -63,6 +65,9 @@ pub(crate) struct Staged {
     pub(crate) counts: Vec<(Arc<str>, u64, i64)>,
     /// (table, changelog topic, writes) of every table with writes.
     pub(crate) changes: Vec<(Arc<str>, String, Vec<Change>)>,
+    /// (table, sink topic) of every table with writes and a change stream: its writes go
+    /// there too.
+    pub(crate) streams: Vec<(Arc<str>, String)>,
 }
 
 impl TableSet {
@@ -113,9 +118,21 @@ impl TableSet {
             globals,
             foreign: Vec::new(),
             readers: HashMap::new(),
+            sinks: HashMap::new(),
             counts,
             max_cached,
         })
+    }
+
+    /// Sends the writes of each table in `sinks` (those this set holds) to its sink topics too,
+    /// at each commit: its coalesced change stream (see [`Staged::streams`]).
+    pub(crate) fn with_sinks(mut self, sinks: &BTreeMap<Arc<str>, Vec<String>>) -> Self {
+        self.sinks = sinks
+            .iter()
+            .filter(|(name, _)| self.specs.iter().any(|s| s.name == **name))
+            .map(|(name, topics)| (name.clone(), topics.clone()))
+            .collect();
+        self
     }
 
     /// Lets this partition's agents read every global table of the app in `globals`, also
@@ -274,10 +291,14 @@ impl TableSet {
         let mut batch = sled::Batch::default();
         let mut counts = Vec::new();
         let mut changes = Vec::new();
+        let mut streams = Vec::new();
         for (name, shard) in &self.shards {
             let mut writes = Vec::new();
             let delta = shard.stage(&mut batch, &mut writes)?;
             if !writes.is_empty() {
+                if let Some(sinks) = self.sinks.get(name) {
+                    streams.extend(sinks.iter().map(|s| (name.clone(), s.clone())));
+                }
                 let topic = changelog_topic(&self.app_id, name);
                 changes.push((name.clone(), topic, writes));
             }
@@ -295,6 +316,7 @@ impl TableSet {
             batch,
             counts,
             changes,
+            streams,
         })
     }
 

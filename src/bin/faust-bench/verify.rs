@@ -56,6 +56,24 @@ struct Count {
     count: u64,
 }
 
+/// Workload A's output value: the per-event `{"url", "count"}`, or a table change stream's
+/// bare count (`[tables.page_counts] sinks`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CountValue {
+    Emitted(Count),
+    Changed(u64),
+}
+
+impl CountValue {
+    fn count(self) -> u64 {
+        match self {
+            CountValue::Emitted(c) => c.count,
+            CountValue::Changed(n) => n,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Closed {
     start: i64,
@@ -191,7 +209,8 @@ fn differences(
     out
 }
 
-/// An output record as (key, value): A's `{"url", "count"}`, B's `{"start", "value"}`.
+/// An output record as (key, value): A's `{"url", "count"}` (or a bare count), B's `{"start",
+/// "value"}`.
 fn output_entry(
     workload: Workload,
     m: &rdkafka::message::BorrowedMessage<'_>,
@@ -199,7 +218,7 @@ fn output_entry(
     let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
     let value = m.payload().unwrap_or_default();
     Ok(Some(match workload {
-        Workload::A => (key, serde_json::from_slice::<Count>(value)?.count),
+        Workload::A => (key, serde_json::from_slice::<CountValue>(value)?.count()),
         Workload::B => {
             let c = serde_json::from_slice::<Closed>(value)?;
             (window_key(&key, c.start), c.value)

@@ -36,6 +36,16 @@ pub(super) enum BatchOutcome {
 
 /// `batch` cut into runs of consecutive records of one topic.
 fn runs(batch: Vec<Record>) -> Vec<Vec<Record>> {
+    let Some(first) = batch.first() else {
+        return Vec::new();
+    };
+    if batch
+        .iter()
+        .all(|r| Arc::ptr_eq(&r.topic, &first.topic) || r.topic == first.topic)
+    {
+        // The usual batch, read from one queue: no copy.
+        return vec![batch];
+    }
     let mut out: Vec<Vec<Record>> = Vec::new();
     for record in batch {
         match out.last_mut() {

@@ -91,7 +91,7 @@ impl PartitionActor {
                 let why = format!("an output was not delivered: {undelivered}");
                 return Err((why, undelivered.refused));
             }
-            let logs = changelog::write(producer, partition, &staged.changes)
+            let logs = changelog::write(producer, partition, &staged.changes, &staged.streams)
                 .await
                 .map_err(|e| {
                     (

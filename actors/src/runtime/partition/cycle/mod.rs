@@ -57,6 +57,7 @@ impl PartitionActor {
             }
         };
         let (batch, counts, changes) = (staged.batch, staged.counts, staged.changes);
+        let streams = staged.streams;
         let producer = work.outbox.producer();
         let tree = work.tables.tree().clone();
         let next = self.next.clone();
@@ -76,7 +77,15 @@ impl PartitionActor {
         let started = std::time::Instant::now();
         let stage_seconds = self.metrics.commit_stage_seconds.clone();
         let first = async move {
-            let res = apply_staged(deliveries, producer, &changes, batch, tree, &d.retry).await;
+            let res = apply_staged(
+                deliveries,
+                producer,
+                (&changes, &streams),
+                batch,
+                tree,
+                &d.retry,
+            )
+            .await;
             stage_seconds.observe(started.elapsed().as_secs_f64());
             (res, d)
         };

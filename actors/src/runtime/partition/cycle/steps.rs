@@ -7,10 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::io::changelog;
+use crate::io::changelog::{self, StreamSink, TableWrites};
 use crate::metrics::status::Fatal;
 use crate::model::positions::Positions;
-use crate::state::spec::Change;
 
 /// The step of the commit cycle that failed, with its cause.
 #[derive(Debug)]
@@ -69,7 +68,7 @@ pub(crate) struct Durable {
 pub(crate) async fn apply_staged(
     deliveries: Vec<crate::io::outbox::Pending>,
     producer: Option<rdkafka::producer::FutureProducer>,
-    changes: &[(Arc<str>, String, Vec<Change>)],
+    (changes, streams): (&[TableWrites], &[StreamSink]),
     mut batch: sled::Batch,
     tree: sled::Tree,
     retry: &StoreRetry,
@@ -77,7 +76,7 @@ pub(crate) async fn apply_staged(
     if let Err(undelivered) = crate::io::outbox::confirm(deliveries).await {
         return Err(Step::Undelivered(undelivered));
     }
-    let written = changelog::write(producer, retry.partition, changes).await;
+    let written = changelog::write(producer, retry.partition, changes, streams).await;
     for (table, next) in written.map_err(Step::Delivery)? {
         batch.insert(
             crate::model::names::applied_key(&table),
@@ -263,7 +262,15 @@ mod tests {
         let mut batch = sled::Batch::default();
         batch.insert(b"d/k".as_slice(), b"v".as_slice());
         // No outputs and no table changes: nothing to wait for, no producer needed.
-        let res = apply_staged(Vec::new(), None, &[], batch, tree.clone(), &retry(false)).await;
+        let res = apply_staged(
+            Vec::new(),
+            None,
+            (&[], &[]),
+            batch,
+            tree.clone(),
+            &retry(false),
+        )
+        .await;
         assert!(res.is_ok(), "{res:?}");
         assert_eq!(tree.get(b"d/k").unwrap().as_deref(), Some(b"v".as_slice()));
     }
@@ -274,7 +281,7 @@ mod tests {
         let tree = db.open_tree("p").unwrap();
         let mut batch = sled::Batch::default();
         batch.insert(b"d/k".as_slice(), b"v".as_slice());
-        let change = Change {
+        let change = crate::state::spec::Change {
             key: b"k".to_vec(),
             value: Some(b"v".to_vec()),
         };
@@ -284,7 +291,15 @@ mod tests {
             vec![change],
         )];
         let retry = retry(false);
-        let res = apply_staged(Vec::new(), None, &changes, batch, tree.clone(), &retry).await;
+        let res = apply_staged(
+            Vec::new(),
+            None,
+            (&changes, &[]),
+            batch,
+            tree.clone(),
+            &retry,
+        )
+        .await;
         assert!(
             matches!(&res, Err(Step::Delivery(e)) if e.contains("no producer")),
             "{res:?}"

@@ -26,13 +26,15 @@ import org.apache.kafka.streams.kstream.TimeWindows;
  * "value"} keyed by URL. Values are parsed as JSON, like every other system in the run does.
  *
  * <p>Arguments: bootstrap workload(a|b) guarantee(alo|eos) input output application-id state-dir
+ * [nocache]. With {@code nocache} the record cache is off ({@code statestore.cache.max.bytes=0}):
+ * workload A then emits one record per input, like a per-event emit.
  */
 public final class Bench {
   private static final ObjectMapper JSON = new ObjectMapper();
 
   public static void main(String[] args) throws Exception {
-    if (args.length != 7) {
-      System.err.println("usage: Bench bootstrap a|b alo|eos input output app-id state-dir");
+    if (args.length != 7 && !(args.length == 8 && args[7].equals("nocache"))) {
+      System.err.println("usage: Bench bootstrap a|b alo|eos input output app-id state-dir [nocache]");
       System.exit(2);
     }
     String bootstrap = args[0], workload = args[1], guarantee = args[2];
@@ -49,6 +51,9 @@ public final class Bench {
         StreamsConfig.PROCESSING_GUARANTEE_CONFIG,
         guarantee.equals("eos") ? StreamsConfig.EXACTLY_ONCE_V2 : StreamsConfig.AT_LEAST_ONCE);
     p.put(StreamsConfig.consumerPrefix("auto.offset.reset"), "earliest");
+    if (args.length == 8) {
+      p.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0L);
+    }
 
     StreamsBuilder builder = new StreamsBuilder();
     KStream<String, String> urls =
