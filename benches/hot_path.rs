@@ -6,7 +6,10 @@
 //! - `sled_commit`: the store half of a commit of 1,000 dirty keys, applied to the tree, with
 //!   and without the flush to disk;
 //! - `mailbox_hop`: a batch of 500 records handed to another actor and awaited, the way a
-//!   partition actor hands each batch to an agent actor.
+//!   partition actor hands each batch to an agent actor;
+//! - `emit`: 1,000 events' outputs, each encoded with its `faust-source` header, staged, handed
+//!   to a producer (librdkafka's mock cluster) at the end of its event, then every
+//!   acknowledgement awaited as the commit does.
 //!
 //!   cargo bench --bench hot_path
 
@@ -140,5 +143,41 @@ fn mailbox_hop(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, table_update, sled_commit, mailbox_hop);
+fn emit(c: &mut Criterion) {
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic("counts", 4, 1).unwrap();
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .set("partitioner", "murmur2_random")
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut out = faust_actors::io::hot_path::Emitter::new(producer, "counts");
+    let urls: Vec<String> = views(1_000).into_iter().map(|v| v.url).collect();
+    let mut g = c.benchmark_group("emit");
+    g.throughput(Throughput::Elements(urls.len() as u64));
+    g.bench_function("output_x1000_with_acks", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                for (i, url) in urls.iter().enumerate() {
+                    out.emit(url, &(i as u64)).await.unwrap();
+                }
+                assert_eq!(out.confirm().await.unwrap(), urls.len());
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    decode,
+    table_update,
+    sled_commit,
+    mailbox_hop,
+    emit
+);
 criterion_main!(benches);

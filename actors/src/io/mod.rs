@@ -12,12 +12,15 @@
 //!   placement by rendezvous hashing.
 //! - [`transactional`]: the node's transactional producer (exactly once), rebuilt after it
 //!   fails for good; `fault_injection`: the crash tests' hooks (a cargo feature).
+//! - [`hot_path`]: the output step exposed (hidden) for the criterion micro-benchmarks.
 //! - [`lease`]: whether the node may still write for its partitions (a freeze longer than the
 //!   session timeout suspends it until the group answers).
 
 pub mod changelog;
 pub(crate) mod dead_letter;
 pub(crate) mod fault_injection;
+#[doc(hidden)]
+pub mod hot_path;
 pub mod lease;
 pub mod members;
 pub(crate) mod outbox;
