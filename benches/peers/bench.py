@@ -67,9 +67,15 @@ class Broker:
         return sum(max(tp.offset, 0) for tp in tps if tp.error is None)
 
 
+# A system that has committed nothing this long after its start is reported as failed at once,
+# not after the run's whole timeout (which grows with the records).
+STARTUP_BOUND = 180
+
+
 def throughput(broker, system, procs, group, topic, total, timeout):
     """Times `procs` by `group`'s committed offsets on `topic` until they reach `total`."""
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     first = None
     while True:
         committed = broker.committed(group, topic)
@@ -86,6 +92,8 @@ def throughput(broker, system, procs, group, topic, total, timeout):
             raise RuntimeError(f"exited with {procs.exited()} at {committed} of {total} records")
         if now > deadline:
             raise RuntimeError(f"timed out after {timeout:.0f} s at {committed} of {total} records")
+        if committed == 0 and now > started + STARTUP_BOUND:
+            raise RuntimeError(f"committed nothing in {STARTUP_BOUND} s")
         time.sleep(0.05)
 
 

@@ -17,10 +17,13 @@ import faust
 BROKER = os.environ["BENCH_BROKER"]
 WORKLOAD = os.environ["BENCH_WORKLOAD"]
 GROUP = os.environ["BENCH_GROUP"]
+# "kafka" (aiokafka, the default transport) or "confluent" (librdkafka through confluent-kafka,
+# Faust at its fastest).
+TRANSPORT = os.environ.get("BENCH_TRANSPORT", "kafka")
 
 app = faust.App(
     GROUP,
-    broker=f"kafka://{BROKER}",
+    broker=f"{TRANSPORT}://{BROKER}",
     store="memory://",
     datadir=os.environ["BENCH_DATADIR"],
     topic_partitions=4,
