@@ -147,19 +147,11 @@ impl NodeContext {
         start_of(false, stored, committed, latest)
     }
 
-    /// The topics of the group `lead` leads (only itself when the app does not consume it).
-    fn group(&self, lead: &Arc<str>) -> Vec<Arc<str>> {
-        match self.topology.source(lead) {
-            Some(source) if !source.topics.is_empty() => source.topics.clone(),
-            _ => vec![lead.clone()],
-        }
-    }
-
     /// `tpl` (leads) with partition `p` of every other topic of each lead's group.
     fn with_followers(&self, tpl: &TopicPartitionList) -> TopicPartitionList {
         let mut all = tpl.clone();
         for part in Self::parts(tpl) {
-            for topic in self.group(&part.topic).iter().skip(1) {
+            for topic in self.topology.topics_of(&part.topic).iter().skip(1) {
                 all.add_partition(topic, part.partition);
             }
         }
@@ -180,7 +172,8 @@ impl NodeContext {
             let p = lead.partition;
             let mut latest = None;
             let mut inputs = Vec::new();
-            for topic in self.group(&lead.topic) {
+            let group = self.topology.topics_of(&lead.topic);
+            for topic in group.iter().cloned() {
                 let key = (topic.to_string(), p);
                 let at = (&*lead.topic, &*topic, p);
                 let start =
@@ -201,7 +194,7 @@ impl NodeContext {
                         "cannot split the partition queue; the task will not be processed"),
                 }
             }
-            if inputs.len() == self.group(&lead.topic).len() {
+            if inputs.len() == group.len() {
                 assigned.push(AssignedPart {
                     topic: lead.topic,
                     partition: p,

@@ -385,10 +385,7 @@ impl Coordinator {
         let Some(consumer) = self.consumer.clone() else {
             return;
         };
-        let topics = match self.init.topology.source(&lead) {
-            Some(s) => s.topics.clone(),
-            None => vec![lead.clone()],
-        };
+        let topics = self.init.topology.topics_of(&lead);
         let exactly = self.init.transactions.is_some();
         let mut starts = Vec::new();
         for topic in topics {

@@ -422,9 +422,7 @@ impl StreamHandler<Vec<Record>> for PartitionActor {
             // actix runs a wait registered by a message handler (the round's Prepare) only
             // from its next turn, so a batch can arrive while the partition is paused in a
             // round: it waits for the round's decision (an abort's seek back reaches it).
-            for r in &batch {
-                self.first_seen.set_if_absent(&r.topic, r.offset);
-            }
+            self.mark_first_seen(&batch);
             self.deferred.extend(batch);
             return;
         }

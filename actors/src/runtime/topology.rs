@@ -144,6 +144,15 @@ impl Topology {
         out
     }
 
+    /// The topics of the group `lead` leads, lead first (only `lead` when the app has no such
+    /// group).
+    pub fn topics_of(&self, lead: &Arc<str>) -> Vec<Arc<str>> {
+        match self.sources.get(&**lead) {
+            Some(source) if !source.topics.is_empty() => source.topics.clone(),
+            _ => vec![lead.clone()],
+        }
+    }
+
     /// The group led by `topic`, if the app consumes it.
     pub fn source(&self, topic: &str) -> Option<&SourceTopic> {
         self.sources.get(topic)

@@ -57,12 +57,18 @@ fn runs(batch: Vec<Record>) -> Vec<Vec<Record>> {
 }
 
 impl PartitionActor {
+    /// Notes the offset of `records`' topics not seen before: where a rewind goes before any
+    /// commit.
+    pub(super) fn mark_first_seen(&mut self, records: &[Record]) {
+        for r in records {
+            self.first_seen.set_if_absent(&r.topic, r.offset);
+        }
+    }
+
     /// Notes the first offset seen of each topic (where a rewind goes before any commit) and
     /// the time of the last record of each.
     pub(super) fn saw(&mut self, batch: &[Record]) {
-        for r in batch {
-            self.first_seen.set_if_absent(&r.topic, r.offset);
-        }
+        self.mark_first_seen(batch);
         for (topic, progress) in &self.progress {
             if let Some(t) = batch
                 .iter()

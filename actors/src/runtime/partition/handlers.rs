@@ -11,7 +11,7 @@ impl Handler<Forward> for PartitionActor {
 
     fn handle(&mut self, msg: Forward, ctx: &mut Self::Context) {
         if self.in_round {
-            self.first_seen.set_if_absent(&msg.0.topic, msg.0.offset);
+            self.mark_first_seen(std::slice::from_ref(&msg.0));
             self.deferred.push(msg.0);
             return;
         }
