@@ -21,9 +21,10 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from procs import stat as process_stat
+import recovery
 import report
 import systems
-from systems import A_ONLY, EOS_SYSTEMS, FAUST_BENCH, SYSTEMS
+from systems import A_ONLY, EOS_SYSTEMS, FAUST_BENCH, SLICE, SLICE_SYSTEMS, SYSTEMS
 
 PARTITIONS = 4
 
@@ -106,27 +107,35 @@ def broker_cpu(pidfile):
     return st[1] if st else 0.0
 
 
-def run_one(args, broker, system, workload, total, kstreams_cp, eos=False):
-    """One system on one workload: throughput, CPU, peak RSS and the correctness check (exactly
-    once: also no repeated output)."""
+def run_one(args, broker, system, workload, source, kstreams_cp, eos=False):
+    """One system on one workload, reading `source` (input topic, truth file, records):
+    throughput, CPU, peak RSS and the correctness check (exactly once: also no repeated
+    output)."""
+    topic, truth, total = source
     tag = f"{system}-{workload}" + ("-eos" if eos else "")
     group, output = f"bench-{tag}", f"bench-{tag}-out"
     broker.create(output)
+    if system == "faust-streaming-confluent":
+        # Its librdkafka driver creates no topic (`create_topic` is a stub) and this broker
+        # creates none on demand: Faust's own topics are made here, as a user of it must.
+        for topic, n in systems.faust_topics(group):
+            broker.create(topic, n)
     guarantee = "exactly-once" if eos else "at-least-once"
-    row = {"system": system, "workload": workload.upper(), "guarantee": guarantee}
+    row = {"system": system, "workload": workload.upper(), "guarantee": guarantee,
+           "records": total, "slice": topic != args.topic}
     procs = systems.start(
-        system, broker=broker.bootstrap, workload=workload, input_topic=args.topic,
+        system, broker=broker.bootstrap, workload=workload, input_topic=topic,
         output=output, group=group, work=args.work, kstreams_cp=kstreams_cp, eos=eos,
     )
     b0 = broker_cpu(args.broker_pid)
     try:
         timeout = max(180, total / 1500)
-        row.update(throughput(broker, system, procs, group, args.topic, total, timeout))
+        row.update(throughput(broker, system, procs, group, topic, total, timeout))
         row["broker_cpu"] = broker_cpu(args.broker_pid) - b0
         row["rss_mib"] = procs.peak_rss_mib()
         if system != "ceiling":
             verify = [FAUST_BENCH, "verify", "--broker", broker.bootstrap, "--topic", output,
-                      "--workload", workload, "--truth", args.truth, "--wait", "20"]
+                      "--workload", workload, "--truth", truth, "--wait", "20"]
             verify += ["--no-duplicates"] if eos else []
             out = subprocess.run(verify, capture_output=True, text=True)
             if out.returncode != 0:
@@ -184,6 +193,9 @@ def main():
                    help="alo (at least once) and/or eos (exactly once, for " + ", ".join(EOS_SYSTEMS) + ")")
     p.add_argument("--latency-seconds", type=int, default=20)
     p.add_argument("--no-latency", action="store_true")
+    p.add_argument("--no-recovery", action="store_true")
+    p.add_argument("--slice", type=int, default=SLICE,
+                   help="records for " + ", ".join(SLICE_SYSTEMS) + " when --records is larger")
     p.add_argument("--mode", default="full")
     p.add_argument("--out", required=True, help="the report (markdown); the chart goes beside it")
     args = p.parse_args()
@@ -197,6 +209,15 @@ def main():
                     "--records", str(args.records), "--truth", args.truth], check=True)
     total = broker.end_offsets(args.topic)
     chosen = [s for s in SYSTEMS if s in args.systems.split(",")]
+    sources = {s: (args.topic, args.truth, total) for s in chosen}
+    if args.records > args.slice and any(s in SLICE_SYSTEMS for s in chosen):
+        # The slowest peers read a smaller topic of their own, marked as such in the report.
+        topic, truth = f"{args.topic}_slice", os.path.join(args.work, "truth-slice.json")
+        log(f"preloading a slice of {args.slice} page views for " + ", ".join(SLICE_SYSTEMS))
+        subprocess.run([FAUST_BENCH, "preload", "--broker", args.bootstrap, "--topic", topic,
+                        "--records", str(args.slice), "--truth", truth], check=True)
+        sliced = (topic, truth, broker.end_offsets(topic))
+        sources.update({s: sliced for s in chosen if s in SLICE_SYSTEMS})
     rows = []
     for workload in args.workloads.split(","):
         for system in chosen:
@@ -204,11 +225,12 @@ def main():
                 continue
             wanted = args.guarantees.split(",")
             if "alo" in wanted:
-                log(f"running {system} on workload {workload.upper()} ({total} records)")
-                rows.append(run_one(args, broker, system, workload, total, kstreams_cp))
+                log(f"running {system} on workload {workload.upper()} ({sources[system][2]} records)")
+                rows.append(run_one(args, broker, system, workload, sources[system], kstreams_cp))
             if "eos" in wanted and system in EOS_SYSTEMS:
                 log(f"running {system} exactly once on workload {workload.upper()}")
-                rows.append(run_one(args, broker, system, workload, total, kstreams_cp, eos=True))
+                rows.append(run_one(args, broker, system, workload, sources[system], kstreams_cp,
+                                    eos=True))
     if not args.no_latency:
         for row in rows:
             if (row["workload"] == "A" and row["system"] not in ["ceiling", *A_ONLY]
@@ -216,9 +238,15 @@ def main():
                     and row["guarantee"] == "at-least-once"):
                 rate = 0.5 * row["events"] / row["seconds"]
                 row["latency"] = run_latency(args, broker, row["system"], rate, kstreams_cp)
+    recovered = []
+    if not args.no_recovery:
+        for system in recovery.SYSTEMS:
+            if report.find(rows, system):
+                log(f"recovery of {system}: its store wiped, restarted")
+                recovered.append(recovery.run(args, broker, system, kstreams_cp, PARTITIONS))
     with open(os.path.join(args.work, "results.json"), "w") as f:
-        json.dump(rows, f, indent=1)
-    report.write(rows, args, total)
+        json.dump({"rows": rows, "recovery": recovered}, f, indent=1)
+    report.write(rows, args, total, recovered)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import java.time.Duration;
 import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicLong;
+import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.KeyValue;
@@ -17,6 +19,7 @@ import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.Suppressed;
 import org.apache.kafka.streams.kstream.TimeWindows;
+import org.apache.kafka.streams.processor.StateRestoreListener;
 
 /**
  * The benchmark's workloads in Kafka Streams.
@@ -28,6 +31,10 @@ import org.apache.kafka.streams.kstream.TimeWindows;
  * <p>Arguments: bootstrap workload(a|b) guarantee(alo|eos) input output application-id state-dir
  * [nocache]. With {@code nocache} the record cache is off ({@code statestore.cache.max.bytes=0}):
  * workload A then emits one record per input, like a per-event emit.
+ *
+ * <p>For the benchmark's recovery measure it prints {@code bench: restore-start}, {@code bench:
+ * restore-end <records>} for each restored store partition and {@code bench: state RUNNING} when
+ * every thread is running, each flushed at once.
  */
 public final class Bench {
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -81,6 +88,23 @@ public final class Bench {
     }
 
     KafkaStreams streams = new KafkaStreams(builder.build(), p);
+    AtomicLong restored = new AtomicLong();
+    streams.setGlobalStateRestoreListener(
+        new StateRestoreListener() {
+          @Override
+          public void onRestoreStart(TopicPartition tp, String store, long start, long end) {
+            say("restore-start " + tp);
+          }
+
+          @Override
+          public void onBatchRestored(TopicPartition tp, String store, long end, long n) {}
+
+          @Override
+          public void onRestoreEnd(TopicPartition tp, String store, long total) {
+            say("restore-end " + total + " " + tp + " (" + restored.addAndGet(total) + " in all)");
+          }
+        });
+    streams.setStateListener((now, before) -> say("state " + now));
     CountDownLatch done = new CountDownLatch(1);
     Runtime.getRuntime()
         .addShutdownHook(
@@ -91,6 +115,11 @@ public final class Bench {
                 }));
     streams.start();
     done.await();
+  }
+
+  private static synchronized void say(String line) {
+    System.out.println("bench: " + line);
+    System.out.flush();
   }
 
   private static String url(String value) {
