@@ -25,6 +25,8 @@
 //! - `reset`: `faust-node reset`: offsets back, internal topics deleted, the store wiped.
 //! - `queries`: `GET /tables...`: a table's keys and values from the node that holds them,
 //!   forwarded there by any node.
+//! - [`testing`]: [`testing::TestDriver`], an app's agents run over records a test pipes in,
+//!   without a broker.
 //! - [`timer`]: periodic tasks (every interval or cron), optionally on the leader only.
 //! - [`send`]: `faust-node send`, one record produced by hand.
 //! - [`embedded`]: the in-process broker used when `broker.bootstrap = "embedded"`.
@@ -50,6 +52,7 @@ mod queries;
 mod reset;
 pub mod send;
 mod standbys;
+pub mod testing;
 pub mod timer;
 mod topics;
 mod topology;

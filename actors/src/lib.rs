@@ -45,6 +45,7 @@ pub use model::error::{Error, Result};
 pub use model::names::{self, SOURCE_HEADER};
 pub use model::partitioner::{self, Partitioner};
 pub use model::record::{Header, Record};
+pub use runtime::driver::Driver;
 pub use state::spec::TableSpec;
 pub use state::store::{OnClusterMismatch, Store};
 pub use state::table::{GlobalTable, GlobalView, Table, TableView};

@@ -49,24 +49,42 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(Config, Vec<Issue>), ConfigErrors> {
         let file = path.display().to_string();
-        let fail = |message: String| ConfigErrors {
-            file: file.clone(),
-            issues: vec![Issue {
-                key: String::new(),
-                origin: file.clone(),
-                message,
-            }],
-        };
         if !path.is_file() {
-            return Err(fail("config file not found (or not a file)".into()));
+            return Err(whole(&file, "config file not found (or not a file)".into()));
         }
+        Self::build(File::new(&file, FileFormat::Toml), file.clone(), env)
+    }
+
+    /// A config from TOML text, defaults for what it leaves out, no environment overrides
+    /// (the test driver's: `faust::testing::TestDriver::from_toml`).
+    ///
+    /// # Errors
+    /// Every problem found, at once.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
+        let origin = "the TOML text".to_owned();
+        let source = File::from_str(text, FileFormat::Toml);
+        let (config, issues) = Self::build(source, origin.clone(), std::iter::empty())?;
+        match issues.is_empty() {
+            true => Ok(config),
+            false => Err(ConfigErrors {
+                file: origin,
+                issues,
+            }),
+        }
+    }
+
+    fn build<S: Source + Send + Sync + 'static>(
+        source: S,
+        file: String,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, Vec<Issue>), ConfigErrors> {
         let env: HashMap<String, String> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with("FAUST__"))
             .collect();
         let overridden: Vec<String> = env.keys().cloned().collect();
         let root = config::Config::builder()
-            .add_source(File::new(&file, FileFormat::Toml))
+            .add_source(source)
             .add_source(
                 Environment::with_prefix("FAUST")
                     .prefix_separator("__")
@@ -79,7 +97,7 @@ impl Config {
             )
             .build()
             .and_then(|c| c.collect())
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| whole(&file, e.to_string()))?;
         let mut loader = Loader {
             issues: Vec::new(),
             file: file.clone(),
@@ -95,6 +113,18 @@ impl Config {
             loader.issues.push(issue);
         }
         Ok((config, loader.issues))
+    }
+}
+
+/// One problem with a whole config file.
+fn whole(file: &str, message: String) -> ConfigErrors {
+    ConfigErrors {
+        file: file.to_owned(),
+        issues: vec![Issue {
+            key: String::new(),
+            origin: file.to_owned(),
+            message,
+        }],
     }
 }
 

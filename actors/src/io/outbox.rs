@@ -48,13 +48,13 @@ impl Target {
     }
 }
 
-/// A record staged by the current event.
-struct Output {
-    topic: String,
-    to: Target,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Vec<Header>,
+/// A record staged by the current event (or, in a capturing outbox, one sent).
+pub(crate) struct Output {
+    pub(crate) topic: String,
+    pub(crate) to: Target,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) value: Option<Vec<u8>>,
+    pub(crate) headers: Vec<Header>,
 }
 
 impl Output {
@@ -138,6 +138,8 @@ pub struct Outbox {
     /// Exactly once: raised when a send fails inside the open transaction (see
     /// `transaction`): the transaction can only abort.
     doom: Option<Arc<AtomicBool>>,
+    /// A capturing outbox (the test driver's): records are kept here instead of produced.
+    captured: Option<Vec<Output>>,
 }
 
 /// How long a send waits for room in a full producer queue before failing.
@@ -155,6 +157,36 @@ impl Outbox {
             refusal: None,
             lease: None,
             doom: None,
+            captured: None,
+        }
+    }
+
+    /// An outbox without a producer that keeps every record it would send, in order (see
+    /// [`Outbox::take_captured`]): what the test driver runs agents with.
+    pub(crate) fn capturing(codecs: Arc<TopicCodecs>) -> Self {
+        Outbox {
+            captured: Some(Vec::new()),
+            ..Self::new(None, codecs)
+        }
+    }
+
+    /// The records sent since the last call (a capturing outbox; empty otherwise).
+    pub(crate) fn take_captured(&mut self) -> Vec<Output> {
+        self.captured
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Whether this outbox keeps records instead of producing them.
+    pub(crate) fn captures(&self) -> bool {
+        self.captured.is_some()
+    }
+
+    /// Keeps `out` as sent (a capturing outbox; otherwise it is dropped).
+    pub(crate) fn capture(&mut self, out: Output) {
+        if let Some(captured) = &mut self.captured {
+            captured.push(out);
         }
     }
 
@@ -288,7 +320,7 @@ impl Outbox {
     }
 
     fn stage(&mut self, output: Output) -> Result<()> {
-        if self.producer.is_none() {
+        if self.producer.is_none() && self.captured.is_none() {
             return Err(no_producer(&output.topic));
         }
         if self.too_far_ahead(output.to.timestamp) {
@@ -327,8 +359,12 @@ impl Outbox {
     /// The producer refused a record at once (for good: [`Error::OutputRefused`]), or its
     /// queue stayed full. Records handed over before it stay in flight.
     pub(crate) async fn release(&mut self, source: Option<(Arc<str>, i64)>) -> Result<()> {
-        // Without a producer nothing was staged (`stage` refuses).
+        // Without a producer nothing was staged (`stage` refuses), unless it captures.
         let Some(producer) = self.producer.clone() else {
+            let staged = std::mem::take(&mut self.staged);
+            if let Some(captured) = &mut self.captured {
+                captured.extend(staged);
+            }
             return Ok(());
         };
         self.check_lease()?;

@@ -189,6 +189,12 @@ pub enum Error {
         after: Duration,
     },
     /// An actor we needed had already stopped.
+    #[error("processing stopped: {message}")]
+    Halted {
+        /// Which agent, which record, and why (an error policy of `stop`, or a dead letter
+        /// that could not be written).
+        message: String,
+    },
     #[error("actor stopped while {context}")]
     ActorGone {
         /// What we were doing.

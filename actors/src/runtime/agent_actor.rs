@@ -113,7 +113,8 @@ impl Handler<Process> for AgentActor {
     }
 }
 
-async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
+/// Runs `agent` over `msg`'s records from `msg.start`, until the end or the first failure.
+pub(crate) async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
     let Process {
         records,
         start,

@@ -25,10 +25,13 @@
 //!   global tables, both tailing changelogs (the coordinator places them: `coordinator::
 //!   standbys`, `coordinator::globals`).
 //! - `progress`: how far each partition got: lag, commit age, stalls, readiness.
+//! - [`driver`]: the test driver: the agents, tables, windows and policies of an app over
+//!   records a test pipes in, without broker, actors or threads.
 
 pub(crate) mod agent_actor;
 pub mod consumer;
 pub mod coordinator;
+pub mod driver;
 pub mod messages;
 pub(crate) mod partition;
 pub use partition::PartitionSettings;

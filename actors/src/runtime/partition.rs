@@ -51,7 +51,7 @@ use cycle::steps::Tail;
 
 mod batch;
 mod cycle;
-mod decide;
+pub(crate) mod decide;
 mod exactly;
 mod handlers;
 mod restore;

@@ -167,6 +167,19 @@ impl Store {
         })
     }
 
+    /// A store in memory only, gone when dropped (the test driver's).
+    ///
+    /// # Errors
+    /// sled could not create it.
+    pub fn temporary() -> Result<Store> {
+        let path: Arc<Path> = Arc::from(Path::new("(temporary store)"));
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(|e| Error::store(&path, e))?;
+        Ok(Store { db, path })
+    }
+
     /// The sled database.
     pub fn db(&self) -> &sled::Db {
         &self.db

@@ -6,24 +6,24 @@ use std::time::Duration;
 
 /// What is known when an event fails.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Facts {
+pub(crate) struct Facts {
     /// An agent error or panic (retried); otherwise the record itself is at fault.
-    pub(super) retriable: bool,
+    pub(crate) retriable: bool,
     /// Retries already made for this event.
-    pub(super) attempt: u32,
+    pub(crate) attempt: u32,
     /// The agent's `retries`.
-    pub(super) retries: u32,
+    pub(crate) retries: u32,
     /// Exactly once: the open transaction can only abort.
-    pub(super) doomed: bool,
+    pub(crate) doomed: bool,
     /// The node may still write for its partitions (see `lease`).
-    pub(super) lease_valid: bool,
+    pub(crate) lease_valid: bool,
     /// The partition is being revoked.
-    pub(super) revoked: bool,
+    pub(crate) revoked: bool,
 }
 
 /// The decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Decision {
+pub(crate) enum Decision {
     /// Exactly once: stop and wait for the round's abort; a record at fault is condemned
     /// (it goes to the policy when it comes again).
     AwaitAbort { condemn: bool },
@@ -39,14 +39,14 @@ pub(super) enum Decision {
 
 /// Back-off settings: the first wait, doubled per retry, and its bound.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Backoff {
-    pub(super) first: Duration,
-    pub(super) max: Duration,
+pub(crate) struct Backoff {
+    pub(crate) first: Duration,
+    pub(crate) max: Duration,
 }
 
 /// See the module doc. The order matters: a doomed transaction or a lapsed lease is not the
 /// event's fault, so neither spends a retry nor reaches the policy.
-pub(super) fn decide(f: Facts, backoff: Backoff) -> Decision {
+pub(crate) fn decide(f: Facts, backoff: Backoff) -> Decision {
     if f.doomed {
         return Decision::AwaitAbort {
             condemn: !f.retriable,
