@@ -235,9 +235,27 @@ impl Topology {
                 );
             }
             let topics = agent.topics();
+            let (key_shape, value_shape) = agent.shapes();
             for topic in &topics {
-                if !config.topics.contains_key(topic) {
+                let Some(t) = config.topics.get(topic) else {
                     bad(format!("topics.{topic}"), format!("agent `{}` consumes topic `{topic}`, which is not listed under [topics]", agent.name()));
+                    continue;
+                };
+                // A codec that can never decode the agent's types: every record would end as
+                // a dead letter.
+                for (what, codec, shape) in [
+                    ("key", t.key_codec, &key_shape),
+                    ("value", t.value_codec, &value_shape),
+                ] {
+                    if let Some(why) = codec.cannot_decode(shape) {
+                        bad(
+                            format!("topics.{topic}.{what}_codec"),
+                            format!(
+                                "agent `{}` reads the {what}s of `{topic}`: {why}",
+                                agent.name()
+                            ),
+                        );
+                    }
                 }
             }
             for spec in agent.tables() {

@@ -329,3 +329,27 @@ fn group_by_goes_through_the_repartition_topic_to_the_new_keys_partition() {
         assert_eq!(r.partition, faust::Partitioner::Murmur2.partition(key, 4));
     }
 }
+
+#[test]
+fn the_short_form_counts_and_emits_like_the_trait() {
+    let counts = page_counts();
+    let views = faust::agent("page_views").tables(counts.clone()).handle(
+        async |event: &mut Event<'_, String, PageView>, counts| {
+            let url = event.value().url.clone();
+            let n = event
+                .table(counts)?
+                .update(url.clone(), |n| n.unwrap_or(0) + 1)?;
+            let out = PageCount { url, count: n };
+            event.emit(Some(&out.url), &out).await?;
+            Ok(())
+        },
+    );
+    let mut driver = TestDriver::from_toml(&App::new().agent(views), PAGE_VIEWS).unwrap();
+    for url in ["/a", "/b", "/a"] {
+        driver.pipe("page_views", Some(url), &view(url)).unwrap();
+    }
+    assert_eq!(driver.get(&counts, &"/a".into()).unwrap(), Some(2));
+    let sent: Vec<(Option<String>, PageCount)> = driver.read("counts").unwrap();
+    let counted: Vec<u64> = sent.iter().map(|(_, c)| c.count).collect();
+    assert_eq!(counted, [1, 1, 2]);
+}

@@ -38,6 +38,7 @@ pub mod state;
 pub use api::agent::{Agent, AgentError, Event, SendOptions};
 pub use api::batch::{Batch, BatchAgent, BatchEvent};
 pub use api::erased::AgentRef;
+pub use api::fn_agent::{agent, AgentBuilder, FnAgent, Tables};
 pub use api::policy::{DeadLetter, ErrorPolicy, OnError};
 pub use metrics::Metrics;
 pub use model::codec::{register_codec, Codec, CustomCodec, TopicCodecs};

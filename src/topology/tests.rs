@@ -176,3 +176,36 @@ impl faust_actors::Agent for Renamed {
         self.0.handle(event).await
     }
 }
+
+#[test]
+fn a_codec_that_can_never_decode_an_agents_types_is_a_config_error() {
+    use faust_actors::{agent, Event};
+    #[derive(serde::Deserialize)]
+    struct Visit {
+        _url: String,
+    }
+    // Page views keyed by a struct on a `string` codec, and numbers on `raw` values.
+    let keyed = agent("keyed")
+        .topic("page_views")
+        .handle(async |_: &mut Event<'_, Visit, serde_json::Value>, _| Ok(()));
+    let counted = agent("counted")
+        .topic("clicks")
+        .handle(async |_: &mut Event<'_, String, u64>, _| Ok(()));
+    let toml = format!("{BASE}value_codec = \"raw\"\n");
+    let app = App::new().agent(keyed).agent(counted);
+    let err = Topology::compile(&app.agents, &config(&toml)).unwrap_err();
+    let keys: Vec<&str> = err.issues.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["topics.page_views.key_codec", "topics.clicks.value_codec"]
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("agent `keyed` reads the keys of `page_views`: the `string` codec decodes only strings, numbers, booleans and unit enum variants, and the type is struct `Visit`"),
+        "{text}"
+    );
+    assert!(text.contains("and the type is an integer"), "{text}");
+    // The demo's String keys on `string` and JSON values pass.
+    let app = App::new().agent(PageViews::new());
+    assert!(Topology::compile(&app.agents, &config(BASE)).is_ok());
+}

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use futures::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
+
+use crate::model::shape::{shape_of, Shape};
 use serde::Serialize;
 
 use crate::api::agent::AgentError;
@@ -131,6 +133,10 @@ fn decode<A: BatchAgent>(
 impl<A: BatchAgent> ErasedAgent for Batched<A> {
     fn name(&self) -> &str {
         self.0.name()
+    }
+
+    fn shapes(&self) -> (Shape, Shape) {
+        (shape_of::<A::Key>(), shape_of::<A::Value>())
     }
 
     fn tables(&self) -> Vec<TableSpec> {

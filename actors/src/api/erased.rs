@@ -15,6 +15,7 @@ use crate::io::outbox::Outbox;
 use crate::model::codec::TopicCodecs;
 use crate::model::error::{Error, Result};
 use crate::model::record::Record;
+use crate::model::shape::{shape_of, Shape};
 use crate::state::set::TableSet;
 use crate::state::spec::TableSpec;
 
@@ -101,6 +102,10 @@ pub(crate) trait ErasedAgent: Send + Sync + 'static {
     }
     fn on_assign(&self, topic: &str, partition: i32);
     fn on_revoke(&self, topic: &str, partition: i32);
+    /// What its key and value types ask their deserializers for (see `model::shape`).
+    fn shapes(&self) -> (Shape, Shape) {
+        (Shape::Unknown, Shape::Unknown)
+    }
 }
 
 struct Typed<A>(A);
@@ -142,6 +147,10 @@ impl<A: Agent> ErasedAgent for Typed<A> {
 
     fn on_revoke(&self, topic: &str, partition: i32) {
         self.0.on_revoke(topic, partition);
+    }
+
+    fn shapes(&self) -> (Shape, Shape) {
+        (shape_of::<A::Key>(), shape_of::<A::Value>())
     }
 }
 
@@ -245,6 +254,12 @@ impl AgentRef {
     /// The tables it declares.
     pub fn tables(&self) -> Vec<TableSpec> {
         self.agent.tables()
+    }
+
+    /// What its key and value types ask their deserializers for: start-up checks them
+    /// against each topic's codecs ([`Codec::cannot_decode`](crate::Codec::cannot_decode)).
+    pub fn shapes(&self) -> (Shape, Shape) {
+        self.agent.shapes()
     }
 }
 

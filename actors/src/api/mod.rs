@@ -2,6 +2,7 @@
 //!
 //! Uses the layers below; the runtime uses it. **What a user implements** is here:
 //! - [`agent`]: the [`Agent`](agent::Agent) trait and the [`Event`](agent::Event) it handles.
+//! - [`fn_agent`]: the short form, [`agent`](fn_agent::agent)`(name).tables(..).handle(async |event, tables| ..)`.
 //! - [`batch`]: [`BatchAgent`](batch::BatchAgent), events in batches of up to n or within a time.
 //! - [`repartition`]: `group_by`, re-keying a stream through an internal topic.
 //! - [`policy`]: what happens to events that cannot be processed (skip, dead-letter, stop).
@@ -10,5 +11,6 @@
 pub mod agent;
 pub mod batch;
 pub mod erased;
+pub mod fn_agent;
 pub mod policy;
 pub mod repartition;

@@ -17,6 +17,8 @@ use std::sync::Arc;
 use futures::future::LocalBoxFuture;
 use serde::Serialize;
 
+use crate::model::shape::{shape_of, Shape};
+
 use crate::api::agent::Agent;
 use crate::api::erased::{decode_value, AgentRef, ErasedAgent, Failure};
 use crate::io::outbox::Outbox;
@@ -109,4 +111,9 @@ where
     fn on_assign(&self, _topic: &str, _partition: i32) {}
 
     fn on_revoke(&self, _topic: &str, _partition: i32) {}
+
+    fn shapes(&self) -> (Shape, Shape) {
+        // The source key is not decoded, only passed on.
+        (Shape::Unknown, shape_of::<A::Value>())
+    }
 }

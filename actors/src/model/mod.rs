@@ -4,6 +4,8 @@
 //! - [`record`]: the owned record that crosses actors.
 //! - [`codec`]: JSON, MessagePack, string and raw codecs for keys and values, codecs an app
 //!   registers, and which codecs each topic uses.
+//! - [`shape`]: what a key or value type asks its deserializer for, found without data, and
+//!   the codecs that can never decode it (checked at start-up).
 //! - [`names`]: every name the runtime writes: internal topics (changelog, dead-letter,
 //!   repartition, members) and the sled key layout.
 //! - [`partitioner`]: which partition a key goes to (Java's murmur2 by default), for the
@@ -21,3 +23,4 @@ pub mod partitioner;
 pub mod positions;
 pub mod record;
 pub mod secrets;
+pub mod shape;

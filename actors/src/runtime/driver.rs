@@ -73,7 +73,6 @@ impl Driver {
     pub fn new(topology: Arc<Topology>, partitions: BTreeMap<String, i32>) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
-            .start_paused(true)
             .build()
             .map_err(|source| Error::Io {
                 action: "cannot start the test driver's executor in",
