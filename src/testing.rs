@@ -70,6 +70,14 @@ impl TestDriver {
     }
 }
 
+impl TestDriver {
+    /// Advances `clock` (the one the app's processing-time windows use) with
+    /// [`Driver::advance`], and stamps piped records with its time.
+    pub fn with_clock(self, clock: std::sync::Arc<ManualClock>) -> Self {
+        TestDriver(self.0.with_clock(clock))
+    }
+}
+
 impl Deref for TestDriver {
     type Target = Driver;
 

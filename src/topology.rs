@@ -278,6 +278,21 @@ impl Topology {
                 }
             }
         }
+        // A table's codecs (set in code) that can never hold its types.
+        for (name, (agent, spec)) in &tables {
+            let (key_shape, value_shape) = spec.shapes();
+            for (what, codec, shape) in [
+                ("key", spec.key_codec, key_shape),
+                ("value", spec.value_codec, value_shape),
+            ] {
+                if let Some(why) = codec.cannot_decode(shape) {
+                    bad(
+                        format!("tables.{name}"),
+                        format!("table `{name}` of agent `{agent}` stores {what}s: {why}"),
+                    );
+                }
+            }
+        }
         for (name, table) in &config.tables {
             let key = format!("tables.{name}.sinks");
             let declared = tables.get(name).map(|(_, spec)| spec);

@@ -353,3 +353,60 @@ fn the_short_form_counts_and_emits_like_the_trait() {
     let counted: Vec<u64> = sent.iter().map(|(_, c)| c.count).collect();
     assert_eq!(counted, [1, 1, 2]);
 }
+
+#[test]
+fn sessions_merge_when_an_event_bridges_them_and_close_once() {
+    let gap = Duration::from_secs(2);
+    let table = faust::WindowedTable::<String, u64>::session("sessions", gap, |a, b| a + b)
+        .grace(Duration::from_secs(10))
+        .key_codec(faust::Codec::String)
+        .close_topic("closed");
+    let sessions = faust::agent("clicks").tables(table).handle(
+        async |event: &mut Event<'_, String, PageView>, sessions| {
+            let url = event.value().url.clone();
+            event
+                .window(sessions)?
+                .update(url, |n| n.unwrap_or(0) + 1)?;
+            Ok(())
+        },
+    );
+    let mut driver = TestDriver::from_toml(&App::new().agent(sessions), WINDOWS).unwrap();
+    let at = |driver: &mut TestDriver, t: i64| {
+        driver
+            .pipe_at("clicks", Some("/a"), &view("/a"), t)
+            .unwrap();
+    };
+    // Two sessions, [0, 1 s] and [4 s, 5 s], then 2.5 s bridges them (within 2 s of both);
+    // 9 s starts another (more than 2 s after 5 s).
+    for t in [0, 1_000, 4_000, 5_000, 2_500, 9_000] {
+        at(&mut driver, t);
+    }
+    assert!(
+        driver.sent("closed").is_empty(),
+        "10 s of grace: nothing closed"
+    );
+    // Stream time 20 s is past 5 s + 2 s gap + 10 s grace: the merged session closes, once,
+    // with its 5 views. Then 3 s is late: counted, not applied, nothing closed again.
+    at(&mut driver, 20_000);
+    at(&mut driver, 3_000);
+    at(&mut driver, 40_000);
+    let closed: Vec<(Option<String>, WindowResult<u64>)> = driver.read("closed").unwrap();
+    let got: Vec<(i64, i64, u64)> = closed
+        .iter()
+        .map(|(_, w)| (w.start, w.end, w.value))
+        .collect();
+    assert_eq!(got, [(0, 5_001, 5), (9_000, 9_001, 1), (20_000, 20_001, 1)]);
+    let late = driver
+        .metrics()
+        .late_events_total
+        .with_label_values(&["sessions"])
+        .get();
+    assert_eq!(late, 1);
+    // The merge deleted the two sessions it replaced: the changelog says so.
+    let tombstones = driver
+        .sent("clicks-sessions-changelog")
+        .iter()
+        .filter(|r| r.value.is_none())
+        .count();
+    assert!(tombstones >= 1, "the merged-away session is deleted");
+}

@@ -119,9 +119,11 @@ def targets(rows):
     kept = rate(eos) / rate(base) if base and eos else None
     lines.append(check("exactly-once events/s, share of at-least-once", kept, EOS_SHARE_TARGET, "",
                        higher=True))
-    if base:
-        lines.append(check("faust-rs events/CPU-s", per_cpu(base), EVENTS_PER_CPU_TARGET, "",
-                           higher=True))
+    for system in ["faust-rs", "faust-rs-changes"]:
+        row = find(rows, system)
+        if row:
+            lines.append(check(f"{system} events/CPU-s", per_cpu(row), EVENTS_PER_CPU_TARGET, "",
+                               higher=True))
     for ours, theirs, what in SAME_WORK:
         for g in ["at-least-once", "exactly-once"]:
             a, b = find(rows, ours, guarantee=g), find(rows, theirs, guarantee=g)
@@ -145,7 +147,8 @@ def check(what, got, want, unit, higher):
         return f"- {what}: target {want}{unit}: not measured"
     met = got >= want if higher else got < want
     verdict = "met" if met else f"MISSED by {abs(got - want) / want:.0%}"
-    return f"- {what}: {got:.2f}{unit} (target {'≥' if higher else '<'} {want}{unit}): {verdict}"
+    shown = f"{got:,.0f}" if got >= 1000 else f"{got:.2f}"
+    return f"- {what}: {shown}{unit} (target {'≥' if higher else '<'} {want:,}{unit}): {verdict}"
 
 
 def chart(rows, path):

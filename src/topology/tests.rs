@@ -208,4 +208,21 @@ fn a_codec_that_can_never_decode_an_agents_types_is_a_config_error() {
     // The demo's String keys on `string` and JSON values pass.
     let app = App::new().agent(PageViews::new());
     assert!(Topology::compile(&app.agents, &config(BASE)).is_ok());
+    // A table's codecs are set in code: a tuple key on `string` is refused too.
+    let pairs = faust_actors::Table::<(String, u32), u64>::new("pairs")
+        .key_codec(faust_actors::Codec::String);
+    let paired = agent("paired")
+        .topic("page_views")
+        .tables(pairs)
+        .handle(async |_: &mut Event<'_, String, serde_json::Value>, _| Ok(()));
+    let app = App::new().agent(paired);
+    let err = Topology::compile(&app.agents, &config(BASE)).unwrap_err();
+    assert_eq!(err.issues.len(), 1, "{err}");
+    assert_eq!(err.issues[0].key, "tables.pairs");
+    assert!(
+        err.issues[0]
+            .message
+            .contains("table `pairs` of agent `paired` stores keys: the `string` codec"),
+        "{err}"
+    );
 }

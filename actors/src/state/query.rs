@@ -14,7 +14,7 @@ use crate::model::error::{Error, Result};
 use crate::model::names::{count_key, data_prefix, global_tree_name, tree_name, STREAM_TIME_KEY};
 use crate::state::spec::TableSpec;
 use crate::state::store::Store;
-use crate::state::windowed::{window_key, CLOSED};
+use crate::state::windowed::{window_key, CLOSED, CLOSED_SESSION, OPEN_SESSION};
 
 /// One window of a key in a windowed table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -111,12 +111,21 @@ impl<'a> Query<'a> {
         Ok(out)
     }
 
-    fn window_entry(&self, start: i64, raw: &[u8]) -> Result<WindowEntry> {
+    fn window_entry(&self, slot: i64, raw: &[u8]) -> Result<WindowEntry> {
         let (state, value) = raw.split_first().unwrap_or((&0, &[]));
+        // A session is stored under its last event, its start first in the value.
+        let (start, value) = match *state {
+            OPEN_SESSION | CLOSED_SESSION if value.len() >= 8 => {
+                let (first, value) = value.split_at(8);
+                let first = i64::from_be_bytes(first.try_into().unwrap_or_default());
+                (first, value)
+            }
+            _ => (slot, value),
+        };
         Ok(WindowEntry {
             start,
             value: Self::decode(self.spec.value_codec, "table value", value)?,
-            closed: *state == CLOSED,
+            closed: *state == CLOSED || *state == CLOSED_SESSION,
         })
     }
 

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::metrics::Metrics;
 use crate::model::codec::{Codec, TopicCodecs};
 use crate::model::error::Result;
+use crate::model::shape::{shape_of, Shape};
 use crate::state::window::WindowKind;
 
 /// What a table key must be: encodable, hashable for the write cache, cloneable for the undo log.
@@ -41,6 +42,8 @@ pub struct TableSpec {
     /// Opens the typed shard of a windowed table (windowed shards open with their partition, so
     /// that windows restored from the changelog close even before the next event).
     pub(crate) opener: Option<Arc<dyn ShardOpener>>,
+    /// What the key and value types ask their deserializers for (see `model::shape`).
+    pub(crate) shapes: (Shape, Shape),
 }
 
 /// Opens one partition's shard of a table whose types only its handle knows.
@@ -92,7 +95,20 @@ impl TableSpec {
             window: None,
             close_topic: None,
             opener: None,
+            shapes: (Shape::Unknown, Shape::Unknown),
         }
+    }
+
+    /// With the shapes of key type `K` and value type `V`.
+    pub(crate) fn typed<K: DeserializeOwned, V: DeserializeOwned>(mut self) -> Self {
+        self.shapes = (shape_of::<K>(), shape_of::<V>());
+        self
+    }
+
+    /// What the table's key and value types ask their deserializers for: start-up checks
+    /// them against the table's codecs ([`Codec::cannot_decode`]).
+    pub fn shapes(&self) -> &(Shape, Shape) {
+        &self.shapes
     }
 
     pub(crate) fn new_windowed(name: &str, kind: WindowKind) -> Self {

@@ -60,7 +60,7 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
 
     /// The untyped description, for `Agent::tables`.
     pub fn spec(&self) -> TableSpec {
-        self.spec.clone()
+        self.spec.clone().typed::<K, V>()
     }
 
     /// The table's name.

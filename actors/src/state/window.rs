@@ -60,6 +60,14 @@ pub enum WindowKind {
         /// How far the window reaches forward from the event.
         after: i64,
     },
+    /// Per-key activity sessions (Kafka Streams' `SessionWindows`): an event within `gap` of
+    /// a session joins it, one that bridges two merges them; a session closes once stream time
+    /// passes its last event by more than `gap` (plus the grace). A session's window is
+    /// `[first event, last event + 1)`.
+    Session {
+        /// The inactivity gap.
+        gap: i64,
+    },
 }
 
 impl WindowKind {
@@ -79,7 +87,7 @@ impl WindowKind {
                 }
                 out
             }
-            WindowKind::Sliding { .. } => vec![t],
+            WindowKind::Sliding { .. } | WindowKind::Session { .. } => vec![t],
         }
     }
 
@@ -94,12 +102,22 @@ impl WindowKind {
                 start: s.saturating_sub(before),
                 end: s.saturating_add(after).saturating_add(1),
             },
+            // A session is stored under its last event; its start is stored with it.
+            WindowKind::Session { .. } => Window {
+                start: s,
+                end: s.saturating_add(1),
+            },
         }
     }
 
-    /// From a slot's stored time to the stream time that closes its window.
+    /// From a slot's stored time to the stream time that closes its window (a session's: its
+    /// last event, plus the gap).
     pub(crate) fn close_offset(self, grace: i64) -> i64 {
-        self.window_of(0).end.saturating_add(grace)
+        let end = match self {
+            WindowKind::Session { gap } => gap.saturating_add(1),
+            kind => kind.window_of(0).end,
+        };
+        end.saturating_add(grace)
     }
 
     /// From a slot's stored time to the stream time that deletes it: its window's expiry, or
@@ -120,7 +138,7 @@ impl WindowKind {
         match self {
             WindowKind::Tumbling { size } => floor(t, size),
             WindowKind::Hopping { step, .. } => floor(t, step),
-            WindowKind::Sliding { .. } => t,
+            WindowKind::Sliding { .. } | WindowKind::Session { .. } => t,
         }
     }
 }

@@ -122,6 +122,22 @@ impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
         Self::with(name, WindowKind::Hopping { size, step }, size, None)
     }
 
+    /// Per-key activity sessions with an inactivity `gap` (Kafka Streams' `SessionWindows`,
+    /// quix's sessions): an event within `gap` of a key's session joins it; one that bridges
+    /// two sessions merges them, their values combined with `merge` (then the event's update
+    /// applies). Each session closes once, with its final value, when stream time passes its
+    /// last event by more than `gap` plus the grace; it is stored and changelogged like the
+    /// other windows, under its last event time.
+    pub fn session(
+        name: &str,
+        gap: Duration,
+        merge: impl Fn(&V, &V) -> V + Send + Sync + 'static,
+    ) -> Self {
+        let gap = ms(gap);
+        let kind = WindowKind::Session { gap };
+        Self::with(name, kind, gap + 1, Some(Arc::new(merge)))
+    }
+
     /// One window `[t - before, t + after]` around each event time `t`; `merge` combines the
     /// values of two event times (for a count, `|a, b| a + b`).
     pub fn sliding(
@@ -188,7 +204,7 @@ impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
 
     /// The untyped description, for `Agent::tables`.
     pub fn spec(&self) -> TableSpec {
-        let mut spec = self.spec.clone();
+        let mut spec = self.spec.clone().typed::<K, V>();
         spec.opener = Some(super::opener(self.clone()));
         spec
     }

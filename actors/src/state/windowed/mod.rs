@@ -22,117 +22,20 @@ use std::time::Duration;
 use prometheus::IntCounter;
 
 use crate::metrics::Metrics;
-use crate::model::codec::Codec;
 use crate::model::codec::TopicCodecs;
 use crate::model::error::{Error, Result};
-use crate::model::names::STREAM_TIME_KEY;
-use crate::state::shard::{Shard, ShardKey, ShardValue};
+use crate::state::shard::Shard;
 use crate::state::spec::{Change, CloseRecord, ShardOps};
 use crate::state::spec::{ShardOpener, TableKey, TableValue};
 use crate::state::window::{EventTime, Window, WindowKind, WindowResult};
 
 mod handle;
+mod session;
+mod slot;
 pub use handle::WindowedTable;
 
-const SIGN: u64 = 1 << 63;
-const OPEN: u8 = 1;
-/// The first byte of a closed window's stored value.
-pub(crate) const CLOSED: u8 = 2;
-
-/// A windowed table's shard key: its stream time, or one window of one key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum WKey<K> {
-    StreamTime,
-    Window(i64, K),
-}
-
-impl<K: TableKey> ShardKey for WKey<K> {
-    fn encode_key(&self, codec: Codec) -> Result<Vec<u8>> {
-        match self {
-            WKey::StreamTime => Ok(STREAM_TIME_KEY.to_vec()),
-            WKey::Window(start, key) => {
-                let mut out = vec![1];
-                out.extend(((*start as u64) ^ SIGN).to_be_bytes());
-                out.extend(codec.encode("table key", key)?);
-                Ok(out)
-            }
-        }
-    }
-
-    fn decode_key(codec: Codec, bytes: &[u8]) -> Result<Self> {
-        if bytes == STREAM_TIME_KEY {
-            return Ok(WKey::StreamTime);
-        }
-        match window_key(bytes) {
-            Some((start, key)) => Ok(WKey::Window(start, codec.decode("table key", key)?)),
-            None => Err(not_windowed("key", codec)),
-        }
-    }
-
-    fn counted(&self) -> bool {
-        matches!(self, WKey::Window(..))
-    }
-
-    fn written_last(&self) -> bool {
-        matches!(self, WKey::StreamTime)
-    }
-}
-
-/// A window entry's start and key bytes, from its store key after the table's prefix (`None`:
-/// not a window entry).
-pub(crate) fn window_key(bytes: &[u8]) -> Option<(i64, &[u8])> {
-    match bytes.split_first() {
-        Some((1, rest)) if rest.len() >= 8 => {
-            let (time, key) = rest.split_at(8);
-            let raw = u64::from_be_bytes(time.try_into().ok()?);
-            Some(((raw ^ SIGN) as i64, key))
-        }
-        _ => None,
-    }
-}
-
-fn not_windowed(what: &str, codec: Codec) -> Error {
-    Error::Decode {
-        what: "windowed table entry",
-        codec: codec.name(),
-        reason: format!(
-            "this {what} was not written by a windowed table (was the table plain before?)"
-        ),
-    }
-}
-
-/// A windowed table's shard value: its stream time, or one window's value and state.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Slot<V> {
-    StreamTime(i64),
-    Window { value: V, closed: bool },
-}
-
-impl<V: TableValue> ShardValue for Slot<V> {
-    fn encode_value(&self, codec: Codec) -> Result<Vec<u8>> {
-        match self {
-            Slot::StreamTime(t) => Ok([[0].as_slice(), &t.to_be_bytes()].concat()),
-            Slot::Window { value, closed } => {
-                let mut out = vec![if *closed { CLOSED } else { OPEN }];
-                out.extend(codec.encode("table value", value)?);
-                Ok(out)
-            }
-        }
-    }
-
-    fn decode_value(codec: Codec, bytes: &[u8]) -> Result<Self> {
-        match bytes.split_first() {
-            Some((0, t)) if t.len() == 8 => Ok(Slot::StreamTime(i64::from_be_bytes(
-                t.try_into().unwrap_or_default(),
-            ))),
-            Some((&state, value)) if state == OPEN || state == CLOSED => Ok(Slot::Window {
-                value: codec.decode("table value", value)?,
-                closed: state == CLOSED,
-            }),
-            _ => Err(not_windowed("value", codec)),
-        }
-    }
-}
+pub(crate) use slot::{window_key, CLOSED, CLOSED_SESSION, OPEN_SESSION};
+use slot::{Slot, WKey};
 
 /// Where the windows are: by start (to close and delete in time order) and by key (to read).
 struct Index<K> {
@@ -153,6 +56,21 @@ impl<K: TableKey> Index<K> {
     fn insert(&mut self, start: i64, key: &K) {
         self.by_time.entry(start).or_default().insert(key.clone());
         self.by_key.entry(key.clone()).or_default().insert(start);
+    }
+
+    fn remove(&mut self, start: i64, key: &K) {
+        if let Some(keys) = self.by_time.get_mut(&start) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_time.remove(&start);
+            }
+        }
+        if let Some(starts) = self.by_key.get_mut(key) {
+            starts.remove(&start);
+            if starts.is_empty() {
+                self.by_key.remove(key);
+            }
+        }
     }
 }
 
@@ -230,10 +148,8 @@ impl<K: TableKey, V: TableValue> WindowShard<K, V> {
     }
 
     fn window(&mut self, start: i64, key: &K) -> Result<Option<(V, bool)>> {
-        Ok(match self.inner.get(&WKey::Window(start, key.clone()))? {
-            Some(Slot::Window { value, closed }) => Some((value, closed)),
-            _ => None,
-        })
+        let slot = self.inner.get(&WKey::Window(start, key.clone()))?;
+        Ok(slot.and_then(Slot::into_window))
     }
 
     /// Applies `f` to every window of `key` that event time `t` falls in and is still open;
@@ -245,8 +161,11 @@ impl<K: TableKey, V: TableValue> WindowShard<K, V> {
         key: K,
         mut f: impl FnMut(Option<V>) -> V,
     ) -> Result<Option<V>> {
-        let now = self.advance(t)?;
         let kind = self.kind();
+        if let WindowKind::Session { gap } = kind {
+            return self.update_session(t, key, gap, f);
+        }
+        let now = self.advance(t)?;
         let close = kind.close_offset(self.table.def.grace);
         let mut late = false;
         let current = kind.current_slot(t);
@@ -294,6 +213,7 @@ impl<K: TableKey, V: TableValue> WindowShard<K, V> {
     pub(crate) fn read_at(&mut self, key: &K, t: i64) -> Result<Option<V>> {
         match self.kind() {
             WindowKind::Sliding { before, after } => self.merged(key, t - before, t + after, false),
+            WindowKind::Session { .. } => self.session_at(key, t),
             kind => {
                 let start = kind.current_slot(t);
                 if self.expired(start)? {
@@ -338,6 +258,9 @@ impl<K: TableKey, V: TableValue> WindowShard<K, V> {
     /// Every window of `key` overlapping `[from, to]`, in start order, with its value.
     pub(crate) fn windows(&mut self, key: &K, from: i64, to: i64) -> Result<Vec<(Window, V)>> {
         let kind = self.kind();
+        if let WindowKind::Session { .. } = kind {
+            return self.session_windows(key, from, to);
+        }
         let starts: Vec<i64> = match self.index()?.by_key.get(key) {
             Some(set) => set.iter().copied().collect(),
             None => return Ok(Vec::new()),
@@ -391,19 +314,41 @@ impl<K: TableKey, V: TableValue> WindowShard<K, V> {
                 .collect();
             index.closed_upto = Some(cutoff);
             for (start, key) in due {
-                let Some((value, false)) = self.window(start, &key)? else {
-                    continue;
-                };
-                let window = kind.window_of(start);
+                let (window, value, slot) =
+                    match self.inner.get(&WKey::Window(start, key.clone()))? {
+                        Some(Slot::Window {
+                            value,
+                            closed: false,
+                        }) => {
+                            let closed = Slot::Window {
+                                value: value.clone(),
+                                closed: true,
+                            };
+                            (kind.window_of(start), value, closed)
+                        }
+                        Some(Slot::Session {
+                            start: first,
+                            value,
+                            closed: false,
+                        }) => {
+                            let window = Window {
+                                start: first,
+                                end: start.saturating_add(1),
+                            };
+                            let closed = Slot::Session {
+                                start: first,
+                                value: value.clone(),
+                                closed: true,
+                            };
+                            (window, value, closed)
+                        }
+                        _ => continue,
+                    };
                 let result = match kind {
                     WindowKind::Sliding { before, after } => self
                         .merged(&key, start - before, start + after, true)?
                         .unwrap_or_else(|| value.clone()),
-                    _ => value.clone(),
-                };
-                let slot = Slot::Window {
-                    value,
-                    closed: true,
+                    _ => value,
                 };
                 self.inner
                     .put(WKey::Window(start, key.clone()), Some(slot))?;

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::*;
+use crate::model::names::STREAM_TIME_KEY;
 use crate::state::set::TableSet;
 use crate::state::window::{Clock, ManualClock};
 
