@@ -122,6 +122,7 @@ const WINDOWS: &str = r#"
 #[test]
 fn a_window_closes_exactly_once_with_its_final_count_and_late_events_are_counted_apart() {
     let agent = WindowedClicks::new("clicks", Duration::from_secs(10), Duration::ZERO, "closed");
+    let agent_table = agent.clone();
     let app = App::new().agent(agent);
     let driver = timed("window close, driver built and five records", || {
         let mut driver = TestDriver::from_toml(&app, WINDOWS).unwrap();
@@ -161,6 +162,13 @@ fn a_window_closes_exactly_once_with_its_final_count_and_late_events_are_counted
         .with_label_values(&["clicks_per_window"])
         .get();
     assert_eq!(late, 1);
+    // The windows still kept: [0, 10 s) closed with 2 views, [10 s, 20 s) open with 1.
+    let mut driver = driver;
+    let kept = driver
+        .windows(agent_table.table(), &"/a".to_string())
+        .unwrap();
+    let kept: Vec<(i64, u64)> = kept.into_iter().map(|(w, n)| (w.start, n)).collect();
+    assert_eq!(kept, [(0, 2), (10_000, 1)]);
 }
 
 /// Fails its first `fail` attempts per event, then counts like the demo.

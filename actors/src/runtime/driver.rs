@@ -38,7 +38,8 @@ use crate::state::set::TableSet;
 use crate::state::spec::{TableKey, TableValue};
 use crate::state::store::Store;
 use crate::state::table::Table;
-use crate::state::window::ManualClock;
+use crate::state::window::{ManualClock, Window};
+use crate::state::windowed::WindowedTable;
 
 /// Keys cached per table shard, as a node's default.
 const CACHE_KEYS: usize = 100_000;
@@ -260,6 +261,28 @@ impl Driver {
         key: &K,
     ) -> Result<Option<V>> {
         Ok(self.table(table)?.remove(key))
+    }
+
+    /// Every window of `key` in `table` that has not expired (open or closed), in start order,
+    /// with its value: what `event.window(&table)?.windows(..)` sees.
+    ///
+    /// # Errors
+    /// A stored value does not decode.
+    pub fn windows<K: TableKey, V: TableValue>(
+        &mut self,
+        table: &WindowedTable<K, V>,
+        key: &K,
+    ) -> Result<Vec<(Window, V)>> {
+        let mut out = Vec::new();
+        for work in self.tasks.values_mut() {
+            match work.tables.windows_of(table, key) {
+                Ok(found) => out.extend(found),
+                Err(Error::UndeclaredTable { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by_key(|(w, _)| w.start);
+        Ok(out)
     }
 
     /// The store the driver's tables live in (windowed and global tables can be read from it).

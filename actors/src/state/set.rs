@@ -195,6 +195,23 @@ impl TableSet {
         Ok(WindowView { shard, time })
     }
 
+    /// Every window of `key` in this partition's shard of `table` that has not expired, in
+    /// start order, without moving stream time (the test driver's read).
+    pub(crate) fn windows_of<K: TableKey, V: TableValue>(
+        &mut self,
+        table: &WindowedTable<K, V>,
+        key: &K,
+    ) -> Result<Vec<(crate::state::window::Window, V)>> {
+        let name = table.name();
+        if !self.shards.contains_key(name) {
+            return Err(Error::UndeclaredTable {
+                table: name.to_owned(),
+                topic: self.topic.to_string(),
+            });
+        }
+        typed::<WindowShard<K, V>>(&mut self.shards, name)?.windows(key, i64::MIN, i64::MAX)
+    }
+
     /// Closes the windows stream time has passed in every windowed table (calling their
     /// callbacks) and returns the closed windows' records for their close topics. Sending them
     /// is the caller's (the agent actor's): a close is part of the current event, so a failure
