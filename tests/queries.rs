@@ -176,12 +176,25 @@ fn every_node_answers_for_every_key_with_the_owners_value() {
         text.contains("faust_latency_seconds_bucket{topic="),
         "{text}"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_faust-node"))
-        .args(["status", "--node", &addrs[1].to_string()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    // The group may still be settling (a partition just assigned is not ready until its
+    // restore ends and the next progress tick): ask until the node says every partition is.
+    let status = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_faust-node"))
+            .args(["status", "--node", &addrs[1].to_string()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success(), text)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (ok, text) = loop {
+        let (ok, text) = status();
+        if text.contains("(0 not ready)") || std::time::Instant::now() > deadline {
+            break (ok, text);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(ok, "{text}");
     assert!(text.starts_with("health: ok\n"), "{text}");
     assert!(
         text.contains(&format!(

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::nodes::{Nodes, NODE_CONFIG_VAR};
+use common::nodes::{kill_one_of_two, KillPlan, Nodes, NODE_CONFIG_VAR};
 use common::{logs, unique, wait_for, Kafka, PARTITIONS};
 use faust::config::Config;
 use faust::generator::PageView;
@@ -240,28 +240,18 @@ fn sessions_survive_a_killed_node() {
     let exe = std::env::current_exe().unwrap();
     let args = ["session_node", "--exact", "--ignored", "--nocapture"];
     let mut nodes = Nodes::with_program(&cfg, exe, &args);
-    let (a, b) = (nodes.start(), nodes.start());
-    wait_for("both nodes to hold partitions", WAIT, || {
-        let (x, y) = (nodes.active(a), nodes.active(b));
-        x + y == i64::from(PARTITIONS) && x >= 1 && y >= 1
-    });
-
     // Node b dies once it has committed in every partition, with sessions open.
-    let mut events = produce(&kafka, 100, 0, 300_000, 21);
-    wait_for("node b to commit", WAIT, || {
-        let committed = kafka.committed(&app);
-        nodes.events(b) > 2_000 && committed.len() == PARTITIONS as usize
-    });
-    nodes.kill(b);
-    events.extend(produce(&kafka, 100, 300_000, 600_000, 22));
-    wait_for("node a to take over every partition", WAIT, || {
-        nodes.active(a) == i64::from(PARTITIONS)
-    });
-    flush(&kafka, 1_000_000);
-    let total: i64 = kafka.ends(&kafka.topic).values().sum();
-    wait_for("every event committed", WAIT, || {
-        kafka.committed(&app).values().sum::<i64>() == total
-    });
+    let events = std::cell::RefCell::new(Vec::new());
+    let plan = KillPlan {
+        before: Box::new(|| *events.borrow_mut() = produce(&kafka, 100, 0, 300_000, 21)),
+        after: Box::new(|| {
+            let more = produce(&kafka, 100, 300_000, 600_000, 22);
+            events.borrow_mut().extend(more);
+        }),
+        last: Box::new(|| flush(&kafka, 1_000_000)),
+    };
+    let a = kill_one_of_two(&mut nodes, &kafka, &app, plan);
+    let events = events.into_inner();
 
     let truth = truth(&events);
     let got = closes(&kafka);

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::nodes::{Nodes, NODE_CONFIG_VAR};
-use common::{logs, unique, wait_for, Kafka, PARTITIONS};
+use common::nodes::{kill_one_of_two, KillPlan, Nodes, NODE_CONFIG_VAR};
+use common::{logs, unique, wait_for, Kafka};
 use faust::config::Config;
 use faust::demo::WindowedClicks;
 use faust::generator::{PageView, PageViewSource};
@@ -201,32 +201,21 @@ fn windows_close_at_least_once_after_a_node_is_killed() {
     let exe = std::env::current_exe().unwrap();
     let args = ["window_node", "--exact", "--ignored", "--nocapture"];
     let mut nodes = Nodes::with_program(&cfg, exe, &args);
-    let (a, b) = (nodes.start(), nodes.start());
-    wait_for("both nodes to hold partitions", WAIT, || {
-        let (x, y) = (nodes.active(a), nodes.active(b));
-        x + y == i64::from(PARTITIONS) && x >= 1 && y >= 1
-    });
-
     // 60 windows of event time. Node b dies once it has committed windows of every partition
     // it holds (so open windows must come back from the changelog) and while its windows of
     // the last 10 s are still open.
-    let mut truth = produce(&kafka, 40_000, 0, 300_000, 7);
-    wait_for("node b to commit", WAIT, || {
-        let committed = kafka.committed(&app);
-        nodes.events(b) > 2_000 && committed.len() == PARTITIONS as usize
-    });
-    nodes.kill(b);
-    for (k, v) in produce(&kafka, 20_000, 300_000, 600_000, 8) {
-        *truth.entry(k).or_insert(0) += v;
-    }
-    wait_for("node a to take over every partition", WAIT, || {
-        nodes.active(a) == i64::from(PARTITIONS)
-    });
-    advance_to(&kafka, &truth, 1_000_000);
-    let total: i64 = kafka.ends(&kafka.topic).values().sum();
-    wait_for("every event committed", WAIT, || {
-        kafka.committed(&app).values().sum::<i64>() == total
-    });
+    let truth = std::cell::RefCell::new(Truth::new());
+    let plan = KillPlan {
+        before: Box::new(|| *truth.borrow_mut() = produce(&kafka, 40_000, 0, 300_000, 7)),
+        after: Box::new(|| {
+            for (k, v) in produce(&kafka, 20_000, 300_000, 600_000, 8) {
+                *truth.borrow_mut().entry(k).or_insert(0) += v;
+            }
+        }),
+        last: Box::new(|| advance_to(&kafka, &truth.borrow(), 1_000_000)),
+    };
+    let a = kill_one_of_two(&mut nodes, &kafka, &app, plan);
+    let truth = truth.into_inner();
 
     let got = closes(&kafka);
     let (mut missing, mut below, mut repeated) = (Vec::new(), Vec::new(), 0);

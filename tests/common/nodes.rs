@@ -195,3 +195,48 @@ impl Drop for Nodes {
         }
     }
 }
+
+/// The phases of [`kill_one_of_two`], each feeding the input topic.
+pub struct KillPlan<'a> {
+    /// Fed to both nodes.
+    pub before: Box<dyn FnOnce() + 'a>,
+    /// Fed after node b was killed.
+    pub after: Box<dyn FnOnce() + 'a>,
+    /// Fed once node a holds every partition (moving stream time past everything, say).
+    pub last: Box<dyn FnOnce() + 'a>,
+}
+
+/// Two node processes share the partitions of `kafka.topic` in group `app`; `plan.before`
+/// feeds them; node b is SIGKILLed once it has processed 2,000 events and every partition has a
+/// commit; `plan.after` feeds on; once node a holds every partition, `plan.last`; returns node
+/// a's index when the group has committed every record of the topic.
+pub fn kill_one_of_two(
+    nodes: &mut Nodes,
+    kafka: &super::Kafka,
+    app: &str,
+    plan: KillPlan<'_>,
+) -> usize {
+    use super::{wait_for, PARTITIONS};
+    let wait = Duration::from_secs(120);
+    let (a, b) = (nodes.start(), nodes.start());
+    wait_for("both nodes to hold partitions", wait, || {
+        let (x, y) = (nodes.active(a), nodes.active(b));
+        x + y == i64::from(PARTITIONS) && x >= 1 && y >= 1
+    });
+    (plan.before)();
+    wait_for("node b to commit", wait, || {
+        let committed = kafka.committed(app);
+        nodes.events(b) > 2_000 && committed.len() == PARTITIONS as usize
+    });
+    nodes.kill(b);
+    (plan.after)();
+    wait_for("node a to take over every partition", wait, || {
+        nodes.active(a) == i64::from(PARTITIONS)
+    });
+    (plan.last)();
+    let total: i64 = kafka.ends(&kafka.topic).values().sum();
+    wait_for("every event committed", wait, || {
+        kafka.committed(app).values().sum::<i64>() == total
+    });
+    a
+}
