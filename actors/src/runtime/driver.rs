@@ -378,13 +378,17 @@ impl Driver {
                 break;
             }
         }
+        if let Some(message) = halted {
+            // As on a node: the partition stops before the record; nothing of it is kept.
+            work.tables.discard();
+            work.outbox.take_captured();
+            self.tasks.insert((lead, record.partition), work);
+            return Err(Error::Halted { message });
+        }
         let next = Positions::of([(record.topic.clone(), record.offset + 1)]);
         let caused = self.commit(&mut work, Some(&next));
         self.tasks.insert((lead, record.partition), work);
-        match halted {
-            Some(message) => Err(Error::Halted { message }),
-            None => caused,
-        }
+        caused
     }
 
     /// Commits `work`'s table writes (with `next`, the task's next offsets) and returns what it

@@ -173,8 +173,10 @@ impl Store {
     /// sled could not create it.
     pub fn temporary() -> Result<Store> {
         let path: Arc<Path> = Arc::from(Path::new("(temporary store)"));
+        // Nothing to flush to: no flusher thread.
         let db = sled::Config::new()
             .temporary(true)
+            .flush_every_ms(None)
             .open()
             .map_err(|e| Error::store(&path, e))?;
         Ok(Store { db, path })
