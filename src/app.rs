@@ -48,6 +48,13 @@ impl App {
         self
     }
 
+    /// Registers an agent with up to N events of a partition waiting on I/O at once (Faust's
+    /// `concurrency=N`; see [`faust_actors::ConcurrentAgent`]).
+    pub fn concurrent_agent<A: faust_actors::ConcurrentAgent>(mut self, agent: A) -> Self {
+        self.agents.push(AgentRef::concurrent(agent));
+        self
+    }
+
     /// Registers a periodic task (see [`Timer`]).
     pub fn timer(mut self, timer: Timer) -> Self {
         self.timers.push(timer);

@@ -144,7 +144,7 @@ impl Topology {
     }
 
     /// The agents with their `[agents.<name>]` settings applied (input topics, sinks, error
-    /// policy).
+    /// policy, concurrency).
     fn configured(agents: &[AgentRef], config: &Config) -> Vec<AgentRef> {
         let default = AgentConfig::default();
         let app_id = &config.app.id;
@@ -158,6 +158,10 @@ impl Topology {
                     dead_letter_topic: dead_letter_topic(app_id, a.name()),
                 };
                 let a = a.clone().with_sinks(c.sinks.clone()).with_policy(policy);
+                let a = match c.concurrency {
+                    Some(n) if a.concurrency().is_some() => a.with_concurrency(n),
+                    _ => a,
+                };
                 let a = match &c.topics {
                     Some(t) => a.with_topics(t.clone()),
                     None => a,
@@ -219,12 +223,20 @@ impl Topology {
         let mut names = BTreeSet::new();
         // Each table with the first agent that declares it and that agent's topics.
         let mut tables: BTreeMap<String, (String, TableSpec)> = BTreeMap::new();
-        for name in config.agents.keys() {
-            if !agents.iter().any(|a| a.name() == name) {
-                bad(
+        for (name, c) in &config.agents {
+            match agents.iter().find(|a| a.name() == name) {
+                None => bad(
                     format!("agents.{name}"),
                     "no agent of that name is registered in this app".into(),
-                );
+                ),
+                Some(a) if c.concurrency.is_some() && a.concurrency().is_none() => bad(
+                    format!("agents.{name}.concurrency"),
+                    format!(
+                        "agent `{name}` is not a concurrent agent (`ConcurrentAgent`): it \
+                         handles one event of a partition at a time"
+                    ),
+                ),
+                Some(_) => {}
             }
         }
         for agent in &Self::configured(agents, config) {

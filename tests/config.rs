@@ -142,13 +142,13 @@ fn every_error_is_reported_at_once_with_key_and_origin() {
         dir.path(),
         "[app]\nid = \"bad id!\"\n[web]\nbnd = \"127.0.0.1:1\"\n[processing]\nmax_batch = \"lots\"\n\
          commit_interval = \"soon\"\n[topics.t]\npartitions = 0\n[surprise]\nx = 1\n\
-         [broker.librdkafka]\n\"group.id\" = \"mine\"\n",
+         [broker.librdkafka]\n\"group.id\" = \"mine\"\n[agents.x]\nconcurrency = 0\n",
     );
     let err = Config::load_with_env(&path, env(&[("FAUST__WEB__BIND", "nowhere")])).unwrap_err();
     let text = err.to_string();
     let file = path.display().to_string();
     assert!(
-        text.starts_with(&format!("8 errors in config {file}:")),
+        text.starts_with(&format!("9 errors in config {file}:")),
         "{text}"
     );
     for needle in [
@@ -160,6 +160,7 @@ fn every_error_is_reported_at_once_with_key_and_origin() {
         "surprise: unknown section",
         "broker.librdkafka.group.id: is set by faust-rs itself",
         "web.bind: `nowhere` is not an address such as 127.0.0.1:6066 (from FAUST__WEB__BIND)",
+        "agents.x.concurrency: must be at least 1",
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }

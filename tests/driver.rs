@@ -1,6 +1,6 @@
 //! The demo agents' behaviour, through the test driver (`faust::testing`): counts and emitted
 //! records, exact window closes and late events, dead letters, retries and `stop`, change
-//! streams and `group_by`. No broker: each test runs in milliseconds (printed, not asserted).
+//! streams, `group_by` and a concurrent agent. No broker: each test runs in milliseconds (printed, not asserted).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use faust::demo::{page_counts, PageCount, PageView, PageViews, WindowedClicks};
 use faust::testing::{Record, TestDriver};
-use faust::{Agent, AgentError, App, DeadLetter, Event, Table, TableSpec, WindowResult};
+use faust::{
+    Agent, AgentError, App, ConcurrentAgent, DeadLetter, Event, Table, TableSpec, WindowResult,
+};
 
 fn view(url: &str) -> PageView {
     PageView {
@@ -417,4 +419,98 @@ fn sessions_merge_when_an_event_bridges_them_and_close_once() {
         .filter(|r| r.value.is_none())
         .count();
     assert!(tombstones >= 1, "the merged-away session is deleted");
+}
+
+/// Looks up a weight for each view (failing the first `fail` lookups) and adds it to the URL's
+/// count.
+struct Weighted {
+    counts: Table<String, u64>,
+    fail: u32,
+    lookups: Arc<AtomicU32>,
+}
+
+impl ConcurrentAgent for Weighted {
+    type Key = String;
+    type Value = PageView;
+    type Prepared = u64;
+
+    fn name(&self) -> &str {
+        "weighted"
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec!["page_views".into()]
+    }
+
+    fn tables(&self) -> Vec<TableSpec> {
+        vec![self.counts.spec()]
+    }
+
+    fn concurrency(&self) -> usize {
+        8
+    }
+
+    async fn prepare(
+        &self,
+        _key: Option<&String>,
+        view: &PageView,
+        _record: &Record,
+    ) -> Result<u64, AgentError> {
+        if self.lookups.fetch_add(1, Ordering::SeqCst) < self.fail {
+            return Err(AgentError::msg("the weight service is down"));
+        }
+        Ok(view.url.len() as u64)
+    }
+
+    async fn handle(
+        &self,
+        event: &mut Event<'_, String, PageView>,
+        weight: u64,
+    ) -> Result<(), AgentError> {
+        let url = event.value().url.clone();
+        event
+            .table(&self.counts)?
+            .update(url, |n| n.unwrap_or(0) + weight)?;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_concurrent_agent_prepares_then_handles_and_a_failed_lookup_is_retried_then_dead_lettered() {
+    let run = |fail: u32| {
+        let lookups = Arc::new(AtomicU32::new(0));
+        let agent = Weighted {
+            counts: page_counts(),
+            fail,
+            lookups: lookups.clone(),
+        };
+        let config = "[app]\nid = \"w\"\n[topics.page_views]\nkey_codec = \"string\"\n\
+                      [agents.weighted]\nretries = 2\n";
+        let app = App::new().concurrent_agent(agent);
+        let mut driver = TestDriver::from_toml(&app, config).unwrap();
+        for url in ["/ab", "/ab", "/abcd"] {
+            driver.pipe("page_views", Some(url), &view(url)).unwrap();
+        }
+        (driver, lookups.load(Ordering::SeqCst))
+    };
+    // Two lookups fail: the first view is retried twice, then every view counts once.
+    let (driver, lookups) = run(2);
+    assert_eq!(lookups, 5);
+    assert_eq!(driver.get(&page_counts(), &"/ab".into()).unwrap(), Some(6));
+    assert_eq!(
+        driver.get(&page_counts(), &"/abcd".into()).unwrap(),
+        Some(5)
+    );
+    assert!(driver.dead_letters("weighted").is_empty());
+    // Three fail: the retries are spent and the first view is dead-lettered, uncounted.
+    let (driver, _) = run(3);
+    assert_eq!(driver.get(&page_counts(), &"/ab".into()).unwrap(), Some(3));
+    let letters = driver.dead_letters("weighted");
+    assert_eq!(letters.len(), 1);
+    let letter = DeadLetter::parse(&letters[0].headers).unwrap();
+    assert!(
+        letter.error.contains("the weight service is down"),
+        "{}",
+        letter.error
+    );
 }

@@ -12,6 +12,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("windowed_clicks", "config/windowed_clicks.toml"),
     ("enrichment", "config/enrichment.toml"),
     ("join", "config/join.toml"),
+    ("lookups", "config/lookups.toml"),
 ];
 
 fn example(name: &str) -> PathBuf {

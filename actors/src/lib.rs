@@ -9,7 +9,8 @@
 //!   Kafka, no actors.
 //! - [`io`]: the Kafka side: the partition reader, the outbox and its acknowledgements, dead
 //!   letters, the changelog (written and restored), members, the write lease.
-//! - [`api`]: what a user implements: [`Agent`], [`Event`], [`BatchAgent`], error policies,
+//! - [`api`]: what a user implements: [`Agent`], [`Event`], [`BatchAgent`],
+//!   [`ConcurrentAgent`], error policies,
 //!   `group_by`.
 //! - `runtime`: the actors: consumer thread, coordinator, partition actors with their commit
 //!   cycle and retry decisions, agent actors, exactly-once rounds, standbys.
@@ -37,6 +38,7 @@ pub mod state;
 
 pub use api::agent::{Agent, AgentError, Event, SendOptions};
 pub use api::batch::{Batch, BatchAgent, BatchEvent};
+pub use api::concurrent::ConcurrentAgent;
 pub use api::erased::AgentRef;
 pub use api::fn_agent::{agent, AgentBuilder, FnAgent, Tables};
 pub use api::policy::{DeadLetter, ErrorPolicy, OnError};

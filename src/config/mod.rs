@@ -267,6 +267,9 @@ pub struct AgentConfig {
     /// How often an agent error or panic is retried, with back-off, before `on_error` applies
     /// (records that do not decode go to `on_error` at once).
     pub retries: u32,
+    /// Most events of a partition a concurrent agent prepares at once (Faust's
+    /// `concurrency`), instead of the one its code gives; concurrent agents only.
+    pub concurrency: Option<usize>,
 }
 
 impl Default for AgentConfig {
@@ -276,6 +279,7 @@ impl Default for AgentConfig {
             sinks: Vec::new(),
             on_error: OnError::DeadLetter,
             retries: 3,
+            concurrency: None,
         }
     }
 }
@@ -487,6 +491,14 @@ impl Config {
         }
         if self.processing.commit_interval < Duration::from_millis(1) {
             bad("processing.commit_interval", "must be at least 1ms".into());
+        }
+        for (name, agent) in &self.agents {
+            if agent.concurrency == Some(0) {
+                bad(
+                    &format!("agents.{name}.concurrency"),
+                    "must be at least 1".into(),
+                );
+            }
         }
         for (name, topic) in &self.topics {
             if topic.partitions < 1 {

@@ -226,3 +226,61 @@ fn a_codec_that_can_never_decode_an_agents_types_is_a_config_error() {
         "{err}"
     );
 }
+
+/// Waits for nothing: a concurrent agent for the config checks.
+struct Lookups;
+
+impl faust_actors::ConcurrentAgent for Lookups {
+    type Key = String;
+    type Value = serde_json::Value;
+    type Prepared = ();
+    fn name(&self) -> &str {
+        "lookups"
+    }
+    fn topics(&self) -> Vec<String> {
+        vec!["clicks".into()]
+    }
+    fn concurrency(&self) -> usize {
+        4
+    }
+    async fn prepare(
+        &self,
+        _: Option<&String>,
+        _: &serde_json::Value,
+        _: &faust_actors::Record,
+    ) -> Result<(), faust_actors::AgentError> {
+        Ok(())
+    }
+    async fn handle(
+        &self,
+        _: &mut faust_actors::Event<'_, String, serde_json::Value>,
+        _: (),
+    ) -> Result<(), faust_actors::AgentError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_concurrency_in_the_config_is_honoured_for_a_concurrent_agent_and_refused_otherwise() {
+    let app = App::new().agent(PageViews::new()).concurrent_agent(Lookups);
+    let t = Topology::compile(&app.agents, &config(BASE)).unwrap();
+    let of = |t: &Topology, name: &str| {
+        let a = t.agents().iter().find(|a| a.name() == name).unwrap();
+        a.concurrency()
+    };
+    assert_eq!(of(&t, "lookups"), Some(4), "the code's");
+    assert_eq!(of(&t, "page_views"), None);
+    let toml = format!("{BASE}[agents.lookups]\nconcurrency = 16\n");
+    let t = Topology::compile(&app.agents, &config(&toml)).unwrap();
+    assert_eq!(of(&t, "lookups"), Some(16), "the config's");
+    let toml = format!("{BASE}[agents.page_views]\nconcurrency = 8\n");
+    let err = Topology::compile(&app.agents, &config(&toml)).unwrap_err();
+    assert_eq!(err.issues.len(), 1, "{err}");
+    assert_eq!(err.issues[0].key, "agents.page_views.concurrency");
+    assert!(
+        err.issues[0]
+            .message
+            .contains("agent `page_views` is not a concurrent agent"),
+        "{err}"
+    );
+}

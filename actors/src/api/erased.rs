@@ -1,5 +1,5 @@
 //! The type erasure between the user's agents and the runtime: [`AgentRef`] holds any
-//! [`Agent`] (or batching agent) behind one object-safe trait, decodes each record with its
+//! [`Agent`] (or batching or concurrent agent) behind one object-safe trait, decodes each record with its
 //! topic's codecs, and carries the agent's topics, sinks and error policy as configured.
 
 use std::fmt;
@@ -10,6 +10,7 @@ use futures::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
 use crate::api::agent::{Agent, AgentError, Event};
+use crate::api::concurrent::Prepared;
 use crate::api::policy::ErrorPolicy;
 use crate::io::outbox::Outbox;
 use crate::model::codec::TopicCodecs;
@@ -100,6 +101,32 @@ pub(crate) trait ErasedAgent: Send + Sync + 'static {
             Ok(())
         })
     }
+    /// Most events of a partition in flight at once, for a concurrent agent (see
+    /// `api::concurrent`); `None` for others.
+    fn concurrency_of(&self) -> Option<usize> {
+        None
+    }
+    /// The waiting step of one event of a concurrent agent, decoded with `codecs` at once.
+    fn prepare<'a>(
+        &'a self,
+        _record: &'a Record,
+        _codecs: &TopicCodecs,
+    ) -> LocalBoxFuture<'a, Result<Prepared, Failure>> {
+        Box::pin(std::future::ready(Err(Failure::Agent(AgentError::msg(
+            "not a concurrent agent",
+        )))))
+    }
+    /// Handles an event `prepare` made ready (concurrent agents; others handle it anew).
+    fn handle_prepared<'a>(
+        &'a self,
+        record: &'a Record,
+        _prepared: Prepared,
+        tables: &'a mut TableSet,
+        outbox: &'a mut Outbox,
+        sinks: &'a [String],
+    ) -> LocalBoxFuture<'a, Result<(), Failure>> {
+        self.handle(record, tables, outbox, sinks)
+    }
     fn on_assign(&self, topic: &str, partition: i32);
     fn on_revoke(&self, topic: &str, partition: i32);
     /// What its key and value types ask their deserializers for (see `model::shape`).
@@ -178,6 +205,8 @@ pub struct AgentRef {
     pub(crate) sinks: Arc<[String]>,
     pub(crate) policy: Arc<ErrorPolicy>,
     stage: Stage,
+    /// The concurrency the config gives instead of the agent's own.
+    concurrency: Option<usize>,
 }
 
 impl AgentRef {
@@ -199,6 +228,7 @@ impl AgentRef {
             sinks: Arc::from([]),
             policy,
             stage,
+            concurrency: None,
         }
     }
 
@@ -244,6 +274,20 @@ impl AgentRef {
     /// The topics it consumes.
     pub fn topics(&self) -> Vec<String> {
         self.topics.to_vec()
+    }
+
+    /// Most events of a partition it prepares at once: `None` for an agent that is not a
+    /// [`ConcurrentAgent`](crate::ConcurrentAgent).
+    pub fn concurrency(&self) -> Option<usize> {
+        let own = self.agent.concurrency_of()?;
+        Some(self.concurrency.unwrap_or(own).max(1))
+    }
+
+    /// Prepares up to `n` events of a partition at once instead of the agent's own
+    /// concurrency (`[agents.<name>] concurrency`); no effect on other agents.
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = Some(n);
+        self
     }
 
     /// The topics it emits to.

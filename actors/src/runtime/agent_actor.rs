@@ -16,7 +16,7 @@ use crate::api::erased::{AgentRef, Failure};
 use crate::io::outbox::Outbox;
 use crate::metrics::Metrics;
 use crate::model::error::Error;
-use crate::model::record::Record;
+use crate::runtime::ahead::Ahead;
 use crate::runtime::messages::{Process, Processed, Stopped};
 use crate::runtime::work::Work;
 
@@ -121,14 +121,17 @@ pub(crate) async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
         mut work,
     } = msg;
     let size = agent.agent.take().map_or(1, |(n, _)| n);
+    // A concurrent agent's events after the head prepare while the head is handled.
+    let concurrency = agent.concurrency().unwrap_or(1);
+    let mut ahead = (concurrency > 1 && size == 1)
+        .then(|| Ahead::new(&*agent.agent, &records[start..], concurrency));
     let mut i = start;
     while i < records.len() {
         let mut chunk = &records[i..(i + size).min(records.len())];
         // A record that cannot be handed over ends the chunk before it, or fails alone; a
         // suspect ends the chunk before it, or is handled alone.
         let mut alone = false;
-        let odd = |r: &Record| r.unreadable.is_some() || work.suspect(r);
-        if let Some(at) = chunk.iter().position(odd) {
+        if let Some(at) = chunk.iter().position(|r| work.alone(r)) {
             if at > 0 {
                 chunk = &chunk[..at];
             } else if let Some(Failure::Invalid { reason, error }) =
@@ -146,14 +149,28 @@ pub(crate) async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
         }
         let source = chunk.last().map(|r| (r.topic.clone(), r.offset));
         let call = async {
+            let prepared = match ahead.as_mut() {
+                Some(ahead) if !alone => Some(ahead.take(i - start, &work).await),
+                _ => None,
+            };
             let Work { tables, outbox, .. } = &mut work;
-            let handled = match size {
-                1 => agent
+            let handled = match (size, prepared) {
+                (1, Some(prepared)) => match prepared {
+                    Ok(p) => {
+                        agent
+                            .agent
+                            .handle_prepared(&chunk[0], p, tables, outbox, &agent.sinks)
+                            .await
+                    }
+                    Err(f) => Err(f),
+                }
+                .map_err(|f| (0, f)),
+                (1, None) => agent
                     .agent
                     .handle(&chunk[0], tables, outbox, &agent.sinks)
                     .await
                     .map_err(|f| (0, f)),
-                _ => {
+                (_, _) => {
                     agent
                         .agent
                         .handle_chunk(chunk, tables, outbox, &agent.sinks)

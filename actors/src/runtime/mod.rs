@@ -19,6 +19,7 @@
 //! - `agent_actor`: runs the user's agent over a batch, catching panics so that the supervisor
 //!   restarts it and no event is lost; **triggers window closes** after each event and between
 //!   batches, and stages their records.
+//! - `ahead`: a concurrent agent's events prepared ahead, up to N at once, in order per key.
 //! - `work`: a partition's tables, outbox and refused records, lent with each batch.
 //! - `policy`: applies an agent's error policy (skip, dead-letter, halt) to a failed event.
 //! - `standby`: warm copies of partitions owned elsewhere, and each node's full copy of the
@@ -29,6 +30,7 @@
 //!   records a test pipes in, without broker, actors or threads.
 
 pub(crate) mod agent_actor;
+pub(crate) mod ahead;
 pub mod consumer;
 pub mod coordinator;
 pub mod driver;

@@ -94,6 +94,12 @@ impl Work {
         })
     }
 
+    /// Whether `record` is handled alone, not with the events around it: it cannot be read,
+    /// or it is a suspect.
+    pub(crate) fn alone(&self, record: &Record) -> bool {
+        record.unreadable.is_some() || self.suspect(record)
+    }
+
     /// Whether `record`'s output was refused before (see the field).
     pub(crate) fn suspect(&self, record: &Record) -> bool {
         self.refused
