@@ -1,8 +1,8 @@
 //! Page views scored by a slow service, eight at a time per partition: Faust's
-//! `@app.agent(topic, concurrency=8)` as a [`ConcurrentAgent`].
+//! `@app.agent(topic, concurrency=8)`, as the short form of a `ConcurrentAgent`.
 //!
 //! `prepare` is the call to the service (here a 20 ms wait that scores the URL by its length),
-//! with the event but no tables; up to eight events of a partition wait at once, the views of
+//! with the event's key and value but no tables; up to eight events of a partition wait at once, the views of
 //! one URL (the record key) one after another. `handle` adds each score to the URL's total in
 //! `url_scores`, one event at a time in offset order, so the totals are as exact as with a
 //! plain agent. One at a time, a partition scores 50 views a second; eight at a time, up to
@@ -21,12 +21,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use faust::demo::PageView;
-use faust::{AgentError, App, Codec, ConcurrentAgent, Event, Record, Table, TableSpec};
-
-/// Scores page views with a slow service, eight at a time.
-struct Lookups {
-    scores: Table<String, u64>,
-}
+use faust::{agent, AgentError, App, Codec, Event, Table};
 
 /// The slow service: a URL's score, after 20 ms.
 async fn score(url: &str) -> Result<u64, AgentError> {
@@ -34,50 +29,21 @@ async fn score(url: &str) -> Result<u64, AgentError> {
     Ok(url.len() as u64)
 }
 
-impl ConcurrentAgent for Lookups {
-    type Key = String;
-    type Value = PageView;
-    type Prepared = u64;
-
-    fn name(&self) -> &str {
-        "lookups"
-    }
-
-    fn topics(&self) -> Vec<String> {
-        vec!["page_views".into()]
-    }
-
-    fn tables(&self) -> Vec<TableSpec> {
-        vec![self.scores.spec()]
-    }
-
-    fn concurrency(&self) -> usize {
-        8
-    }
-
-    async fn prepare(
-        &self,
-        _url: Option<&String>,
-        view: &PageView,
-        _record: &Record,
-    ) -> Result<u64, AgentError> {
-        score(&view.url).await
-    }
-
-    async fn handle(
-        &self,
-        event: &mut Event<'_, String, PageView>,
-        score: u64,
-    ) -> Result<(), AgentError> {
-        let url = event.value().url.clone();
-        event
-            .table(&self.scores)?
-            .update(url, |total| total.unwrap_or(0) + score)?;
-        Ok(())
-    }
-}
-
 fn main() -> ExitCode {
-    let scores = Table::new("url_scores").key_codec(Codec::String);
-    App::new().concurrent_agent(Lookups { scores }).main()
+    let scores = Table::<String, u64>::new("url_scores").key_codec(Codec::String);
+    let lookups = agent("lookups")
+        .topic("page_views")
+        .tables(scores)
+        .concurrency(8)
+        .prepare(async |_url: Option<&String>, view: &PageView| score(&view.url).await)
+        .handle(
+            async |event: &mut Event<'_, String, PageView>, score, scores| {
+                let url = event.value().url.clone();
+                event
+                    .table(scores)?
+                    .update(url, |t| t.unwrap_or(0) + score)?;
+                Ok(())
+            },
+        );
+    App::new().concurrent_agent(lookups).main()
 }

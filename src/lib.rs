@@ -64,10 +64,11 @@ pub use config::Config;
 pub use error::Error;
 pub use faust_actors::{
     agent, register_codec, Agent, AgentBuilder, AgentError, Batch, BatchAgent, BatchEvent, Clock,
-    Codec, ConcurrentAgent, CustomCodec, DeadLetter, ErrorPolicy, Event, EventTime, FnAgent,
-    GlobalTable, GlobalView, Header, ManualClock, Metrics, OnError, Partitioner, Record,
-    SendOptions, Store, SystemClock, Table, TableSpec, TableView, Tables, Window, WindowKind,
-    WindowResult, WindowView, WindowedTable, SOURCE_HEADER,
+    Codec, ConcurrentAgent, ConcurrentBuilder, CustomCodec, DeadLetter, ErrorPolicy, Event,
+    EventTime, FnAgent, FnConcurrentAgent, GlobalTable, GlobalView, Header, ManualClock, Metrics,
+    OnError, Partitioner, PreparedBuilder, Record, SendOptions, Store, SystemClock, Table,
+    TableSpec, TableView, Tables, Window, WindowKind, WindowResult, WindowView, WindowedTable,
+    SOURCE_HEADER,
 };
 pub use handle::{NodeHandle, NodeInfo, NodeReport};
 pub use timer::{Timer, TimerContext};

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use faust::demo::{page_counts, PageCount, PageView, PageViews, WindowedClicks};
 use faust::testing::{Record, TestDriver};
 use faust::{
-    Agent, AgentError, App, ConcurrentAgent, DeadLetter, Event, Table, TableSpec, WindowResult,
+    agent, Agent, AgentError, App, ConcurrentAgent, DeadLetter, Event, Table, TableSpec,
+    WindowResult,
 };
 
 fn view(url: &str) -> PageView {
@@ -502,6 +503,31 @@ fn a_concurrent_agent_prepares_then_handles_and_a_failed_lookup_is_retried_then_
         Some(5)
     );
     assert!(driver.dead_letters("weighted").is_empty());
+    // The short form, the same agent.
+    let short = agent("weighted")
+        .topic("page_views")
+        .tables(page_counts())
+        .concurrency(8)
+        .prepare(async |_: Option<&String>, view: &PageView| Ok(view.url.len() as u64))
+        .handle(
+            async |event: &mut Event<'_, String, PageView>, weight, counts| {
+                let url = event.value().url.clone();
+                event
+                    .table(counts)?
+                    .update(url, |n| n.unwrap_or(0) + weight)?;
+                Ok(())
+            },
+        );
+    let config = "[app]\nid = \"w\"\n[topics.page_views]\nkey_codec = \"string\"\n";
+    let mut driver = TestDriver::from_toml(&App::new().concurrent_agent(short), config).unwrap();
+    for url in ["/ab", "/ab", "/abcd"] {
+        driver.pipe("page_views", Some(url), &view(url)).unwrap();
+    }
+    assert_eq!(driver.get(&page_counts(), &"/ab".into()).unwrap(), Some(6));
+    assert_eq!(
+        driver.get(&page_counts(), &"/abcd".into()).unwrap(),
+        Some(5)
+    );
     // Three fail: the retries are spent and the first view is dead-lettered, uncounted.
     let (driver, _) = run(3);
     assert_eq!(driver.get(&page_counts(), &"/ab".into()).unwrap(), Some(3));

@@ -41,6 +41,7 @@ pub use api::batch::{Batch, BatchAgent, BatchEvent};
 pub use api::concurrent::ConcurrentAgent;
 pub use api::erased::AgentRef;
 pub use api::fn_agent::{agent, AgentBuilder, FnAgent, Tables};
+pub use api::fn_concurrent::{ConcurrentBuilder, FnConcurrentAgent, PreparedBuilder};
 pub use api::policy::{DeadLetter, ErrorPolicy, OnError};
 pub use metrics::Metrics;
 pub use model::codec::{register_codec, Codec, CustomCodec, TopicCodecs};

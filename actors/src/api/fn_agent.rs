@@ -110,6 +110,11 @@ impl<T: Tables> AgentBuilder<T> {
         }
     }
 
+    /// Its name, topics and tables, for the other builders.
+    pub(crate) fn into_parts(self) -> (String, Vec<String>, T) {
+        (self.name, self.topics, self.tables)
+    }
+
     /// The agent: `f` handles each event, with the tables. An error retries the event (its
     /// table writes undone), as [`Agent::handle`] does.
     pub fn handle<K, V, F>(self, f: F) -> FnAgent<K, V, T, F>

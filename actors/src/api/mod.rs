@@ -3,6 +3,8 @@
 //! Uses the layers below; the runtime uses it. **What a user implements** is here:
 //! - [`agent`]: the [`Agent`](agent::Agent) trait and the [`Event`](agent::Event) it handles.
 //! - [`fn_agent`]: the short form, [`agent`](fn_agent::agent)`(name).tables(..).handle(async |event, tables| ..)`.
+//! - [`fn_concurrent`]: the short form of a concurrent agent, `agent(name).concurrency(n)
+//!   .prepare(..).handle(..)`.
 //! - [`batch`]: [`BatchAgent`](batch::BatchAgent), events in batches of up to n or within a time.
 //! - [`concurrent`]: [`ConcurrentAgent`](concurrent::ConcurrentAgent), up to N events of a
 //!   partition waiting on I/O at once, tables still changed one event at a time.
@@ -15,5 +17,6 @@ pub mod batch;
 pub mod concurrent;
 pub mod erased;
 pub mod fn_agent;
+pub mod fn_concurrent;
 pub mod policy;
 pub mod repartition;
