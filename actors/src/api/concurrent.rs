@@ -103,32 +103,6 @@ pub(crate) type Prepared = Box<dyn Any>;
 
 struct Concurrent<A>(A, PhantomData<fn()>);
 
-impl<A: ConcurrentAgent> Concurrent<A> {
-    /// Hands the prepared event to the agent's `handle`.
-    async fn finish(
-        &self,
-        record: &Record,
-        prepared: (Option<A::Key>, A::Value, A::Prepared),
-        tables: &mut TableSet,
-        outbox: &mut Outbox,
-        sinks: &[String],
-    ) -> Result<(), Failure> {
-        let (key, value, result) = prepared;
-        let mut event = Event {
-            record,
-            key,
-            value,
-            tables,
-            outbox,
-            sinks,
-        };
-        self.0
-            .handle(&mut event, result)
-            .await
-            .map_err(Failure::Agent)
-    }
-}
-
 impl<A: ConcurrentAgent> ErasedAgent for Concurrent<A> {
     fn name(&self) -> &str {
         self.0.name()
@@ -143,7 +117,7 @@ impl<A: ConcurrentAgent> ErasedAgent for Concurrent<A> {
     }
 
     fn concurrency_of(&self) -> Option<usize> {
-        Some(self.0.concurrency().max(1))
+        Some(self.0.concurrency())
     }
 
     /// One event alone (a suspect, or the test driver): prepared, then handled.
@@ -188,12 +162,23 @@ impl<A: ConcurrentAgent> ErasedAgent for Concurrent<A> {
         sinks: &'a [String],
     ) -> LocalBoxFuture<'a, Result<(), Failure>> {
         Box::pin(async move {
-            let prepared = prepared
+            let (key, value, result) = *prepared
                 .downcast::<(Option<A::Key>, A::Value, A::Prepared)>()
                 .map_err(|_| {
                     Failure::Agent(AgentError::msg("a prepared event of another agent"))
                 })?;
-            self.finish(record, *prepared, tables, outbox, sinks).await
+            let mut event = Event {
+                record,
+                key,
+                value,
+                tables,
+                outbox,
+                sinks,
+            };
+            self.0
+                .handle(&mut event, result)
+                .await
+                .map_err(Failure::Agent)
         })
     }
 

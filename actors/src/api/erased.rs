@@ -1,6 +1,7 @@
 //! The type erasure between the user's agents and the runtime: [`AgentRef`] holds any
-//! [`Agent`] (or batching or concurrent agent) behind one object-safe trait, decodes each record with its
-//! topic's codecs, and carries the agent's topics, sinks and error policy as configured.
+//! [`Agent`] (or batching or concurrent agent) behind one object-safe trait, decodes each
+//! record with its topic's codecs, and carries the agent's topics, sinks, error policy and
+//! concurrency as configured.
 
 use std::fmt;
 use std::sync::Arc;

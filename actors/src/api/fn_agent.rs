@@ -110,9 +110,13 @@ impl<T: Tables> AgentBuilder<T> {
         }
     }
 
-    /// Its name, topics and tables, for the other builders.
+    /// Its name, topics (the one named like the agent when none was given) and tables.
     pub(crate) fn into_parts(self) -> (String, Vec<String>, T) {
-        (self.name, self.topics, self.tables)
+        let topics = match self.topics.is_empty() {
+            true => vec![self.name.clone()],
+            false => self.topics,
+        };
+        (self.name, topics, self.tables)
     }
 
     /// The agent: `f` handles each event, with the tables. An error retries the event (its
@@ -123,14 +127,11 @@ impl<T: Tables> AgentBuilder<T> {
         V: DeserializeOwned + 'static,
         F: AsyncFn(&mut Event<'_, K, V>, &T) -> Result<(), AgentError> + Send + Sync + 'static,
     {
-        let topics = match self.topics.is_empty() {
-            true => vec![self.name.clone()],
-            false => self.topics,
-        };
+        let (name, topics, tables) = self.into_parts();
         FnAgent {
-            name: self.name,
+            name,
             topics,
-            tables: self.tables,
+            tables,
             f,
             types: PhantomData,
         }

@@ -110,10 +110,6 @@ where
             tables,
             n,
         } = self.builder;
-        let topics = match topics.is_empty() {
-            true => vec![name.clone()],
-            false => topics,
-        };
         FnConcurrentAgent {
             name,
             topics,

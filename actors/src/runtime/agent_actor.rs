@@ -155,16 +155,12 @@ pub(crate) async fn run_batch(agent: AgentRef, msg: Process) -> Processed {
             };
             let Work { tables, outbox, .. } = &mut work;
             let handled = match (size, prepared) {
-                (1, Some(prepared)) => match prepared {
-                    Ok(p) => {
-                        agent
-                            .agent
-                            .handle_prepared(&chunk[0], p, tables, outbox, &agent.sinks)
-                            .await
-                    }
-                    Err(f) => Err(f),
-                }
-                .map_err(|f| (0, f)),
+                (1, Some(Ok(p))) => agent
+                    .agent
+                    .handle_prepared(&chunk[0], p, tables, outbox, &agent.sinks)
+                    .await
+                    .map_err(|f| (0, f)),
+                (1, Some(Err(f))) => Err((0, f)),
                 (1, None) => agent
                     .agent
                     .handle(&chunk[0], tables, outbox, &agent.sinks)

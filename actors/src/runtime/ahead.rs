@@ -1,9 +1,9 @@
 //! Events of a batch prepared ahead for a concurrent agent (see `api::concurrent`): up to
 //! `limit` of them preparing at once, the events of one key one after another in offset
-//! order, and none more than `lookahead` events past the oldest event not yet handled (the
-//! head), so that what waits to be handled stays bounded. The agent actor takes each head's
-//! result in offset order and handles it; dropping an `Ahead` (a failure ends the batch)
-//! cancels what was still preparing.
+//! order, and none more than `LOOKAHEAD_PER_SLOT` x `limit` events past the oldest event not
+//! yet handled (the head), so that what waits to be handled stays bounded. The agent actor
+//! takes each head's result in offset order and handles it; dropping an `Ahead` (a failure
+//! ends the batch) cancels what was still preparing.
 
 use std::collections::HashSet;
 
@@ -34,17 +34,20 @@ pub(crate) struct Ahead<'a> {
     limit: usize,
     slots: Vec<Slot>,
     preparing: FuturesUnordered<Preparing<'a>>,
+    /// `fill`'s keys with an unfinished event so far (kept to reuse its allocation).
+    unfinished: HashSet<&'a [u8]>,
 }
 
 impl<'a> Ahead<'a> {
-    /// `agent`'s events of `records`, up to `limit` preparing at once.
+    /// `agent`'s events of `records`, up to `limit` (at least 1) preparing at once.
     pub(crate) fn new(agent: &'a dyn ErasedAgent, records: &'a [Record], limit: usize) -> Self {
         Ahead {
             agent,
             records,
-            limit: limit.max(1),
+            limit,
             slots: records.iter().map(|_| Slot::Waiting).collect(),
             preparing: FuturesUnordered::new(),
+            unfinished: HashSet::new(),
         }
     }
 
@@ -57,7 +60,7 @@ impl<'a> Ahead<'a> {
             .records
             .len()
             .min(head + self.limit * LOOKAHEAD_PER_SLOT);
-        let mut unfinished: HashSet<&'a [u8]> = HashSet::new();
+        self.unfinished.clear();
         for j in head..end {
             if self.preparing.len() >= self.limit {
                 return;
@@ -67,12 +70,12 @@ impl<'a> Ahead<'a> {
             match self.slots[j] {
                 Slot::Ready(_) | Slot::Taken => continue,
                 Slot::Preparing => {
-                    unfinished.extend(key);
+                    self.unfinished.extend(key);
                     continue;
                 }
                 Slot::Waiting => {}
             }
-            let held = key.is_some_and(|k| !unfinished.insert(k));
+            let held = key.is_some_and(|k| !self.unfinished.insert(k));
             if held || work.alone(record) {
                 continue;
             }
